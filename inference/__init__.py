@@ -1,0 +1,17 @@
+"""Inference methods: SVI objectives, the fit loop, and estimators of log p(x)."""
+
+from .estimators import Evaluation, evaluate, log_importance_weights
+from .objectives import OBJECTIVES
+from .optimizers import OPTIMIZERS
+from .svi import FitResult, SVIConfig, fit
+
+__all__ = [
+    "OBJECTIVES",
+    "OPTIMIZERS",
+    "Evaluation",
+    "FitResult",
+    "SVIConfig",
+    "evaluate",
+    "fit",
+    "log_importance_weights",
+]

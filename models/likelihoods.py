@@ -1,0 +1,117 @@
+"""Likelihoods p(x|z) as objects: each turns the decoder's output into a Pyro distribution.
+
+Every likelihood states the data it can model (``support``) and refuses other data with a
+message that says what to do instead, so a Bernoulli "ELBO" on grey pixels (a bound on nothing)
+cannot be computed by accident.
+"""
+
+from __future__ import annotations
+
+import pyro.distributions as dist
+import torch
+from pyro.distributions import constraints
+from pyro.nn import PyroModule, PyroParam
+
+from pyro_vae.errors import ConfigError, DataError
+from pyro_vae.registry import Registry
+
+#: Smallest scale the ``normal`` likelihood can learn; keeps the density bounded on pixel data
+#: with many identical values.
+NORMAL_MIN_SCALE = 1e-3
+
+
+class Likelihood(PyroModule):
+    """Base for p(x|z): ``likelihood(decoder_output)`` returns a distribution with event dim 1.
+
+    Subclasses set ``support`` (``"binary"``, ``"unit-interval"`` or ``"real"``) and implement
+    :meth:`forward`; :meth:`mean` gives the expected data for pictures.
+    """
+
+    name = "base"
+    support = "real"
+
+    def __init__(self, data_dim: int) -> None:
+        super().__init__()
+        self.data_dim = data_dim
+
+    def forward(self, params: torch.Tensor) -> dist.TorchDistribution:  # pragma: no cover
+        raise NotImplementedError
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """Expected value of x given the decoder output (what reconstructions show)."""
+        return self(params).mean
+
+    def check_data(self, x: torch.Tensor) -> None:
+        """Raise :class:`~pyro_vae.errors.DataError` unless every value of ``x`` is modelled."""
+        if not torch.isfinite(x).all():
+            raise DataError("data contain NaN or infinite values")
+        if self.support == "binary" and not ((x == 0) | (x == 1)).all():
+            raise DataError(
+                f"the {self.name} likelihood needs binary data (0/1) but the data have other "
+                "values; binarize them (--binarize dynamic or threshold) or use "
+                "--likelihood continuous-bernoulli"
+            )
+        if self.support == "unit-interval" and ((x < 0) | (x > 1)).any():
+            raise DataError(
+                f"the {self.name} likelihood needs data in [0, 1]; use --likelihood normal "
+                "for real-valued data"
+            )
+
+
+class BernoulliLikelihood(Likelihood):
+    """Independent Bernoulli pixels with the decoder output as logits (binary data only)."""
+
+    name = "bernoulli"
+    support = "binary"
+
+    def forward(self, params: torch.Tensor) -> dist.TorchDistribution:
+        return dist.Bernoulli(logits=params).to_event(1)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(params)
+
+
+class ContinuousBernoulliLikelihood(Likelihood):
+    """Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019): a proper density on [0, 1]."""
+
+    name = "continuous-bernoulli"
+    support = "unit-interval"
+
+    def forward(self, params: torch.Tensor) -> dist.TorchDistribution:
+        return dist.ContinuousBernoulli(logits=params).to_event(1)
+
+
+class NormalLikelihood(Likelihood):
+    """Gaussian with the decoder output as mean and a learned scale.
+
+    Args:
+        data_dim: Number of features.
+        scale: ``"per-feature"`` (one learned scale per pixel) or ``"shared"`` (one scalar).
+        init_scale: Initial value of the scale.
+    """
+
+    name = "normal"
+    support = "real"
+
+    def __init__(self, data_dim: int, scale: str = "per-feature", init_scale: float = 1.0) -> None:
+        super().__init__(data_dim)
+        shapes = {"per-feature": (data_dim,), "shared": ()}
+        if scale not in shapes:
+            raise ConfigError(f"normal likelihood: scale must be one of {sorted(shapes)}, not {scale!r}")
+        if not init_scale > NORMAL_MIN_SCALE:
+            raise ConfigError(f"normal likelihood: init_scale must exceed {NORMAL_MIN_SCALE}")
+        self.scale = PyroParam(
+            torch.full(shapes[scale], float(init_scale)),
+            constraint=constraints.greater_than(NORMAL_MIN_SCALE),
+        )
+
+    def forward(self, params: torch.Tensor) -> dist.TorchDistribution:
+        return dist.Normal(params, self.scale).to_event(1)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return params
+
+
+LIKELIHOODS: Registry[type[Likelihood]] = Registry("likelihood")
+for _cls in (BernoulliLikelihood, ContinuousBernoulliLikelihood, NormalLikelihood):
+    LIKELIHOODS[_cls.name] = _cls

@@ -1,0 +1,165 @@
+"""The variational autoencoder as two Pyro programs over one set of modules.
+
+``VAE.model`` is the generative model p(z) p_theta(x|z) and ``VAE.guide`` the amortized
+variational family q_phi(z|x); any Pyro ELBO fits the pair. Prior and likelihood are objects
+passed in, so swapping either never touches this file.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule, pyro_method
+
+from .likelihoods import LIKELIHOODS, Likelihood
+from .networks import Decoder, Encoder
+from .priors import PRIORS, Prior
+
+T = TypeVar("T")
+
+
+def local_params(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run ``fn`` with Pyro's module-local parameters.
+
+    Parameters then live in the modules (``state_dict``, ``.to(device)``, torch optimisers)
+    instead of Pyro's global param store, so two models in one process never share a value
+    by name (DESIGN.md trap 7).
+    """
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with pyro.settings.context(module_local_params=True):
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
+class VAE(PyroModule):
+    """Kingma & Welling's VAE written as a Pyro model and guide.
+
+    Args:
+        encoder: Network mapping x to the loc and scale of q(z|x).
+        decoder: Network mapping z to the likelihood's parameters.
+        prior: The latent prior p(z), e.g. ``PRIORS["standard-normal"](latent_dim)``.
+        likelihood: The observation model p(x|z), e.g. ``LIKELIHOODS["bernoulli"](784)``.
+
+    Both programs take the same arguments:
+
+    - ``x``: data of shape ``(batch, data_dim)`` (``None`` in the model to generate);
+    - ``labels``: class labels, used only by priors that condition on them;
+    - ``num_data``: size of the full data set when ``x`` is a minibatch; the ``data`` plate then
+      scales log-densities by ``num_data / batch`` so the estimate is of the full-data ELBO;
+    - ``indices``: the minibatch's indices into the data set (optional);
+    - ``beta``: weight on the latent site in both programs, so the KL term is scaled by it.
+    """
+
+    def __init__(self, encoder: Encoder, decoder: Decoder, prior: Prior, likelihood: Likelihood):
+        # The Pyro context of a PyroModule is made at construction; make this one module-local
+        # (prior and likelihood join it when assigned below).
+        with pyro.settings.context(module_local_params=True):
+            super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.prior = prior
+        self.likelihood = likelihood
+
+    def _plate(self, batch: int, num_data: int | None, indices: torch.Tensor | None, device):
+        if num_data is None or num_data == batch:
+            return pyro.plate("data", batch, dim=-1)
+        if indices is None:
+            indices = torch.arange(batch, device=device)
+        return pyro.plate("data", size=num_data, subsample=indices, dim=-1)
+
+    @local_params
+    @pyro_method
+    def model(
+        self,
+        x: torch.Tensor | None,
+        labels: torch.Tensor | None = None,
+        *,
+        num_data: int | None = None,
+        indices: torch.Tensor | None = None,
+        beta: float = 1.0,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """p(z) p(x|z); returns the decoder output. With ``x=None`` it draws ``batch_size`` x."""
+        batch = x.shape[0] if x is not None else (batch_size or len(labels))
+        device = self.decoder.out.weight.device
+        with self._plate(batch, num_data, indices, device):
+            with poutine.scale(scale=beta):
+                z = pyro.sample("z", self.prior(batch, labels))
+            params = self.decoder(z)
+            pyro.sample("x", self.likelihood(params), obs=x)
+        return params
+
+    @local_params
+    @pyro_method
+    def guide(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        num_data: int | None = None,
+        indices: torch.Tensor | None = None,
+        beta: float = 1.0,
+        batch_size: int | None = None,
+    ) -> None:
+        """q(z|x) = N(z; mu_phi(x), diag sigma_phi(x)^2)."""
+        with self._plate(x.shape[0], num_data, indices, x.device):
+            loc, scale = self.encoder(x)
+            with poutine.scale(scale=beta):
+                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    @local_params
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x | z = E_q[z|x]): what the model makes of ``x``."""
+        loc, _ = self.encoder(x)
+        return self.likelihood.mean(self.decoder(loc))
+
+    @local_params
+    @torch.no_grad()
+    def generate(self, num: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Means of p(x|z) for ``num`` draws z ~ p(z)."""
+        z = self.prior(num, labels).sample()
+        return self.likelihood.mean(self.decoder(z))
+
+    @property
+    def latent_dim(self) -> int:
+        return self.prior.latent_dim
+
+
+def build_vae(
+    data_dim: int,
+    latent_dim: int = 20,
+    hidden: Sequence[int] = (400,),
+    *,
+    prior: str = "standard-normal",
+    likelihood: str = "bernoulli",
+    prior_options: dict | None = None,
+    likelihood_options: dict | None = None,
+) -> VAE:
+    """Build an MLP VAE from registry names.
+
+    Args:
+        data_dim: Features per datapoint (784 for 28x28 images).
+        latent_dim: Size of z.
+        hidden: Encoder hidden widths (the decoder mirrors them); ``()`` for a linear VAE.
+        prior: Name in :data:`~pyro_vae.models.priors.PRIORS`.
+        likelihood: Name in :data:`~pyro_vae.models.likelihoods.LIKELIHOODS`.
+        prior_options: Keyword options for the prior.
+        likelihood_options: Keyword options for the likelihood.
+    """
+    hidden = tuple(hidden)
+    return VAE(
+        Encoder(data_dim, latent_dim, hidden),
+        Decoder(latent_dim, data_dim, hidden[::-1]),
+        PRIORS.build(prior, latent_dim, **(prior_options or {})),
+        LIKELIHOODS.build(likelihood, data_dim, **(likelihood_options or {})),
+    )

