@@ -17,6 +17,7 @@ import torch
 from pyro import poutine
 
 from pyro_vae.errors import ConfigError
+from pyro_vae.validate import positive_int
 
 from .svi import Program
 
@@ -114,9 +115,8 @@ def _chunks(
 
 
 def _check(num_samples: int, batch_size: int) -> None:
-    for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+    positive_int("num_samples", num_samples)
+    positive_int("batch_size", batch_size)
 
 
 @torch.no_grad()
@@ -144,7 +144,9 @@ def evaluate(
     lse = torch.full((n,), -math.inf, dtype=torch.float64, device=x.device)
     elbo = torch.zeros(n, dtype=torch.float64, device=x.device)
     recon = torch.zeros(n, dtype=torch.float64, device=x.device)
-    for rows, observed, latent in _chunks(program, x, labels, num_samples, batch_size, max_elements):
+    for rows, observed, latent in _chunks(
+        program, x, labels, num_samples, batch_size, max_elements
+    ):
         log_w = (observed + latent).double()
         lse[rows] = torch.logaddexp(lse[rows], torch.logsumexp(log_w, dim=0))
         elbo[rows] += log_w.sum(0)
@@ -171,9 +173,11 @@ def log_importance_weights(
     _check(num_samples, batch_size)
     out = torch.empty(x.shape[0], num_samples, device=x.device)
     filled = torch.zeros(x.shape[0], dtype=torch.long)
-    for rows, observed, latent in _chunks(program, x, labels, num_samples, batch_size, max_elements):
+    for rows, observed, latent in _chunks(
+        program, x, labels, num_samples, batch_size, max_elements
+    ):
         k = observed.shape[0]
         col = int(filled[rows.start])
-        out[rows, col:col + k] = (observed + latent).T
+        out[rows, col : col + k] = (observed + latent).T
         filled[rows] += k
     return out

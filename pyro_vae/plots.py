@@ -1,0 +1,91 @@
+"""Pictures of a fit: reconstructions, samples, the latent space, and the loss curve.
+
+Image grids go through ``torchvision.utils``; charts use matplotlib's object API (no pyplot
+state, no display needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+from torchvision.utils import save_image
+
+from pyro_vae.models import VAE
+
+
+def _as_images(x: torch.Tensor, image_shape: Sequence[int]) -> torch.Tensor:
+    return x.detach().float().cpu().clamp(0, 1).reshape(-1, 1, *image_shape)
+
+
+def save_reconstructions(
+    vae: VAE, x: torch.Tensor, image_shape: Sequence[int], path: str | Path, num: int = 16
+) -> None:
+    """Top row: data; bottom row: the mean of p(x | z = E_q[z|x])."""
+    x = x[:num]
+    grid = torch.cat([_as_images(x, image_shape), _as_images(vae.reconstruct(x), image_shape)])
+    save_image(grid, path, nrow=len(x), padding=2, pad_value=1.0)
+
+
+def save_samples(
+    vae: VAE, image_shape: Sequence[int], path: str | Path, num: int = 64,
+    labels: torch.Tensor | None = None,
+) -> None:
+    """Means of p(x|z) for z drawn from the prior, in a square-ish grid."""
+    images = _as_images(vae.generate(num, labels), image_shape)
+    save_image(images, path, nrow=int(num**0.5), padding=2, pad_value=1.0)
+
+
+def latent_coordinates(loc: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """2-D coordinates for a scatter: z itself if 2-D, else its first two principal components."""
+    loc = loc.detach().double().cpu()
+    if loc.shape[1] <= 2:
+        coords = loc if loc.shape[1] == 2 else torch.cat([loc, torch.zeros_like(loc)], 1)
+        return coords, "z"
+    centred = loc - loc.mean(0)
+    _, _, vt = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T, "PC of E_q[z|x]"
+
+
+def save_latent_scatter(
+    vae: VAE, x: torch.Tensor, labels: torch.Tensor | None, path: str | Path
+) -> None:
+    """Encoder means of ``x``, coloured by label."""
+    with torch.no_grad():
+        loc, _ = vae.encoder(x)
+    coords, axis = latent_coordinates(loc)
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
+    colours = None if labels is None else labels.cpu().numpy()
+    points = ax.scatter(coords[:, 0], coords[:, 1], c=colours, cmap="tab10", s=6, alpha=0.8)
+    if labels is not None:
+        fig.colorbar(points, ax=ax, label="label")
+    ax.set_xlabel(f"{axis} 1")
+    ax.set_ylabel(f"{axis} 2")
+    ax.set_title("latent space of the test data")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def save_loss_curve(
+    losses: Sequence[float], path: str | Path, test_elbo: float | None = None,
+    betas: Sequence[float] | None = None,
+) -> None:
+    """Training loss per epoch (nats per datapoint), with the final test -ELBO as a line."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    epochs = range(1, len(losses) + 1)
+    ax.plot(epochs, losses, marker=".", label="train: -ELBO (KL-weighted) per image")
+    if test_elbo is not None:
+        ax.axhline(-test_elbo, color="C1", linestyle="--", label="test: -ELBO per image")
+    if betas is not None and any(b != 1.0 for b in betas):
+        twin = ax.twinx()
+        twin.plot(epochs, betas, color="C2", alpha=0.5, label="KL weight")
+        twin.set_ylabel("KL weight")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per datapoint")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

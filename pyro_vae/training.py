@@ -1,0 +1,165 @@
+"""One training run from a :class:`~pyro_vae.config.TrainConfig` to a complete run folder.
+
+Folder contents: ``config.json``, ``checkpoint.pt`` (written after every epoch; ``resume``
+continues from it), ``metrics.json``, and pictures (``reconstructions.png``, ``samples.png``,
+``latent.png``, ``loss.png``). Everything is checked before the folder is created.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+
+from pyro_vae.inference import evaluate, fit
+from pyro_vae.models import build_vae
+
+from . import plots
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, read_json, save_checkpoint, write_json
+from .config import TrainConfig, check_device
+from .data import BINARIZATIONS, TEST_BINARIZATION_SEED, load_dataset
+from .errors import CheckpointError, ConfigError
+
+#: Settings that may change when a run is resumed; all others must match the saved run.
+RESUMABLE_CHANGES = ("epochs", "device", "is_samples")
+#: Draws per training image for the reported train ELBO.
+TRAIN_ELBO_SAMPLES = 10
+
+
+def _check_out_dir(out: Path, resume: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output folder {str(out)!r} is a file")
+    if resume:
+        for name in ("config.json", CHECKPOINT_NAME):
+            if not (out / name).is_file():
+                raise CheckpointError(f"cannot resume: {out / name} does not exist")
+        if not os.access(out, os.W_OK):
+            raise ConfigError(f"output folder {str(out)!r} is not writable")
+        return
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(
+            f"output folder {str(out)!r} already holds files; choose a new one or add --resume"
+        )
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ConfigError(f"cannot create output folder {str(out)!r}: {parent} is not writable")
+
+
+def resume_config(out_dir: str | Path, **changes: Any) -> TrainConfig:
+    """The saved config of the run in ``out_dir`` with ``changes`` applied.
+
+    :func:`train` with ``resume=True`` then refuses changes outside :data:`RESUMABLE_CHANGES`.
+    """
+    saved = read_json(Path(out_dir) / "config.json")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{Path(out_dir) / 'config.json'} is not a pyro-vae config")
+    return TrainConfig.from_dict({**saved, **changes})
+
+
+def _versions() -> dict[str, str]:
+    import torchvision
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "pyro": pyro.__version__}
+
+
+def train(
+    config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Train a VAE as ``config`` says and fill ``out_dir``; returns the metrics written.
+
+    Args:
+        config: The run's settings.
+        out_dir: Run folder; must be new or empty unless ``resume``.
+        resume: Continue from ``out_dir/checkpoint.pt`` (see :func:`resume_config`).
+        progress: Show a progress bar on stderr.
+    """
+    out = Path(out_dir)
+    _check_out_dir(out, resume)
+    device = check_device(config.device)
+    state = None
+    if resume:
+        checkpoint = load_checkpoint(out / CHECKPOINT_NAME, map_location=device)
+        saved = TrainConfig.from_dict(checkpoint["config"]).to_dict()
+        wanted = config.to_dict()
+        differ = [f.name for f in fields(TrainConfig)
+                  if f.name not in RESUMABLE_CHANGES and saved[f.name] != wanted[f.name]]
+        if differ:
+            raise CheckpointError(
+                f"the checkpoint in {out} was made with other settings ({', '.join(differ)}); "
+                f"on --resume only {', '.join(RESUMABLE_CHANGES)} may change"
+            )
+        state = checkpoint["fit"]
+
+    data = load_dataset(config.dataset, config.data_dir)
+    binarize = BINARIZATIONS[config.binarize]
+    train_x, test_x = data.train_x.to(device), data.test_x.to(device)
+    train_y = None if data.train_y is None else data.train_y.to(device)
+    test_y = None if data.test_y is None else data.test_y.to(device)
+    train_fixed, test_fixed = binarize.fixed(train_x), binarize.fixed(test_x)
+
+    pyro.set_rng_seed(config.seed)
+    vae = build_vae(data.data_dim, config.latent_dim, config.hidden, prior=config.prior,
+                    likelihood=config.likelihood).to(device)
+    vae.likelihood.check_data(train_fixed)
+    vae.likelihood.check_data(test_fixed)
+    svi_config = config.svi_config()
+    if svi_config.batch_size > len(train_x):
+        raise ConfigError(f"batch_size {svi_config.batch_size} exceeds the {len(train_x)} "
+                          f"training images of {config.dataset}")
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", config.to_dict())
+
+    def checkpoint(_, fit_state: dict[str, Any]) -> None:
+        save_checkpoint(out / CHECKPOINT_NAME, {"config": config.to_dict(), "fit": fit_state})
+
+    result = fit(vae, train_x, train_y, config=svi_config, binarization=config.binarize,
+                 seed=config.seed, state=state, on_epoch=checkpoint, progress=progress)
+
+    start = time.perf_counter()
+    vae.eval()
+    train_eval = evaluate(vae, train_fixed, train_y, num_samples=TRAIN_ELBO_SAMPLES)
+    test_eval = evaluate(vae, test_fixed, test_y, num_samples=config.is_samples)
+    eval_seconds = time.perf_counter() - start
+
+    pictures = ["loss.png"]
+    plots.save_loss_curve(result.losses, out / "loss.png", test_eval.summary()["elbo"],
+                          result.betas)
+    plots.save_latent_scatter(vae, test_fixed, test_y, out / "latent.png")
+    pictures.append("latent.png")
+    if data.image_shape is not None:
+        plots.save_reconstructions(vae, test_fixed, data.image_shape, out / "reconstructions.png")
+        plots.save_samples(vae, data.image_shape, out / "samples.png")
+        pictures += ["reconstructions.png", "samples.png"]
+
+    metrics = {
+        "units": "nats per datapoint",
+        "dataset": config.dataset,
+        "data": {**data.info, "num_train": len(train_x), "num_test": len(test_x)},
+        "binarization": {"mode": config.binarize,
+                         "test_seed": TEST_BINARIZATION_SEED if binarize.name == "dynamic" else None},
+        "seed": config.seed,
+        "device": str(device),
+        "epochs": result.epochs,
+        "train": {
+            "loss_per_epoch": result.losses,
+            "kl_weight_per_epoch": result.betas,
+            "elbo": train_eval.summary()["elbo"],
+            "elbo_samples": TRAIN_ELBO_SAMPLES,
+        },
+        "test": test_eval.summary(),
+        "wall_time_s": {"train": result.wall_time, "evaluation": eval_seconds},
+        "pictures": pictures,
+        "versions": _versions(),
+    }
+    write_json(out / "metrics.json", metrics)
+    return metrics
