@@ -73,13 +73,12 @@ def _log_weight_terms(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(x|z) and log p(z) - log q(z|x), each ``(num_particles, batch)``."""
     shape = torch.Size((num_particles, x.shape[0]))
-    with pyro.plate("particles", num_particles, dim=-2):
-        guide_trace = poutine.trace(program.guide).get_trace(x, labels)
-        model_trace = poutine.trace(poutine.replay(program.model, trace=guide_trace)).get_trace(
-            x, labels
-        )
-    observed = torch.zeros(shape, device=x.device)
-    latent = torch.zeros(shape, device=x.device)
+    particles = pyro.plate("particles", num_particles, dim=-2)
+    guide_trace = poutine.trace(particles(program.guide)).get_trace(x, labels)
+    replayed = poutine.replay(particles(program.model), trace=guide_trace)
+    model_trace = poutine.trace(replayed).get_trace(x, labels)
+    observed = torch.zeros(shape, dtype=x.dtype, device=x.device)
+    latent = torch.zeros(shape, dtype=x.dtype, device=x.device)
     for site in model_trace.nodes.values():
         if site["type"] == "sample":
             if site["is_observed"]:
@@ -171,7 +170,7 @@ def log_importance_weights(
     The raw material of PSIS / Pareto k-hat diagnostics (one row per datapoint).
     """
     _check(num_samples, batch_size)
-    out = torch.empty(x.shape[0], num_samples, device=x.device)
+    out = torch.empty(x.shape[0], num_samples, dtype=x.dtype, device=x.device)
     filled = torch.zeros(x.shape[0], dtype=torch.long)
     for rows, observed, latent in _chunks(
         program, x, labels, num_samples, batch_size, max_elements

@@ -66,11 +66,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"(weights_only load failed: {first})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: truncated or corrupt ({err})") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: truncated or corrupt ({err})"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pyro-vae checkpoint")
     if data.get("version") != VERSION:
         raise CheckpointError(
-            f"{path} is checkpoint version {data.get('version')}; this pyro-vae reads version {VERSION}"
+            f"{path} is checkpoint version {data.get('version')}; "
+            f"this pyro-vae reads version {VERSION}"
         )
     return data

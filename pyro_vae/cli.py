@@ -42,14 +42,21 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{f.metadata['help']} (default: {default})"
         if isinstance(default, tuple):
-            parser.add_argument(flag, nargs="+", type=_typed(flag, int), default=None,
-                                metavar="N", help=help_text)
+            parser.add_argument(
+                flag, nargs="+", type=_typed(flag, int), default=None, metavar="N", help=help_text
+            )
         elif isinstance(default, bool) or default is None or isinstance(default, str):
-            parser.add_argument(flag, default=None, metavar="NAME" if default else "PATH",
-                                help=help_text)
+            parser.add_argument(
+                flag, default=None, metavar="NAME" if default else "PATH", help=help_text
+            )
         else:
-            parser.add_argument(flag, type=_typed(flag, type(default)), default=None,
-                                metavar=type(default).__name__.upper(), help=help_text)
+            parser.add_argument(
+                flag,
+                type=_typed(flag, type(default)),
+                default=None,
+                metavar=type(default).__name__.upper(),
+                help=help_text,
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,14 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pyro-vae", description="VAEs as explicit Pyro programs.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = commands.add_parser(
-        "train", help="fit a VAE by SVI and write a run folder",
+        "train",
+        help="fit a VAE by SVI and write a run folder",
         description="Fit a VAE by SVI on a data set and write config, checkpoint, metrics and "
-                    "pictures into a run folder.",
+        "pictures into a run folder.",
     )
     _add_config_options(train)
     train.add_argument("--out", metavar="DIR", help="run folder (default: runs/DATASET-TIME)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its checkpoint")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -73,8 +82,11 @@ def _train(args: argparse.Namespace) -> None:
     from .config import TrainConfig
     from .training import resume_config, train
 
-    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
-             if getattr(args, f.name) is not None}
+    given = {
+        f.name: getattr(args, f.name)
+        for f in fields(TrainConfig)
+        if getattr(args, f.name) is not None
+    }
     if args.resume:
         if args.out is None:
             raise _usage("--resume needs --out, the run folder to continue")
@@ -84,9 +96,11 @@ def _train(args: argparse.Namespace) -> None:
     out = args.out or f"runs/{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     metrics = train(config, out, resume=args.resume, progress=not args.quiet)
     test = metrics["test"]
-    print(f"{config.dataset} ({config.binarize} binarization): test ELBO {test['elbo']:.2f}, "
-          f"log p(x) {test['log_likelihood']:.2f} nats per image "
-          f"(importance sampling, K={test['num_samples']}); run folder: {out}")
+    print(
+        f"{config.dataset} ({config.binarize} binarization): test ELBO {test['elbo']:.2f}, "
+        f"log p(x) {test['log_likelihood']:.2f} nats per image "
+        f"(importance sampling, K={test['num_samples']}); run folder: {out}"
+    )
 
 
 def _usage(message: str) -> PyroVAEError:
@@ -97,15 +111,21 @@ def _usage(message: str) -> PyroVAEError:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed in one line
+        return int(done.code or 0)
     try:
         {"train": _train}[args.command](args)
     except PyroVAEError as err:
         print(f"pyro-vae: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("pyro-vae: interrupted; the last finished epoch is in the run's checkpoint.pt "
-              "(continue with --resume)", file=sys.stderr)
+        print(
+            "pyro-vae: interrupted; the last finished epoch is in the run's checkpoint.pt "
+            "(continue with --resume)",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

@@ -27,12 +27,16 @@ class TrainConfig:
     """
 
     dataset: str = _opt("mnist5k", "data set: " + ", ".join(sorted(DATASETS)))
-    data_dir: str | None = _opt(None, "folder with data files (default $PYRO_VAE_DATA or "
-                                "~/.cache/pyro-vae)")
+    data_dir: str | None = _opt(
+        None, "folder with data files (default $PYRO_VAE_DATA or ~/.cache/pyro-vae)"
+    )
     binarize: str = _opt("dynamic", "binarization: dynamic, threshold or none")
     latent_dim: int = _opt(20, "size of z")
-    hidden: tuple[int, ...] = _opt((400,), "hidden layer widths of the encoder (the decoder "
-                                   "mirrors them); 0 for a linear VAE", nargs="+")
+    hidden: tuple[int, ...] = _opt(
+        (400,),
+        "hidden layer widths of the encoder (the decoder mirrors them); 0 for a linear VAE",
+        nargs="+",
+    )
     likelihood: str = _opt("bernoulli", "p(x|z): " + ", ".join(sorted(LIKELIHOODS)))
     prior: str = _opt("standard-normal", "p(z): " + ", ".join(sorted(PRIORS)))
     objective: str = _opt("elbo", "elbo (Monte Carlo KL) or elbo-analytic-kl")
@@ -68,8 +72,13 @@ class TrainConfig:
     def svi_config(self) -> SVIConfig:
         """The part of the run that :func:`pyro_vae.inference.fit` takes."""
         return SVIConfig(
-            objective=self.objective, num_particles=self.particles, optimizer=self.optimizer,
-            lr=self.lr, batch_size=self.batch_size, epochs=self.epochs, beta=self.beta,
+            objective=self.objective,
+            num_particles=self.particles,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            beta=self.beta,
             warmup_epochs=self.warmup_epochs,
         )
 

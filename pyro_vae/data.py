@@ -165,23 +165,24 @@ def _torchvision_idx(
     cls_name: str,
     name: str,
     data_dir: Path | None,
-    extra_sources: list[Path],
+    system_sources: dict[Path, str],
     download: bool,
-    online_hint: str,
 ) -> Dataset:
+    """Load an MNIST-format data set with torchvision, placing local idx files first.
+
+    ``system_sources`` maps further folders to look in to how a user would fill them.
+    """
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, cls_name)
     root = data_dir if data_dir is not None else default_data_dir()
     raw = root / cls_name / "raw"
-    sources = [raw, root, *extra_sources]
-    ways = [f"put the idx files (or .gz) in {raw} or {root}"]
-    ways += [
-        f"install them at {s}"
-        + (" (apt-get install dataset-fashion-mnist)" if s == DEBIAN_FASHION_MNIST else "")
-        for s in extra_sources
+    sources = [raw, root, *system_sources]
+    ways = [
+        f"put the idx files (or .gz) in {raw} or {root}",
+        *system_sources.values(),
+        "go online so torchvision can download it",
     ]
-    ways.append(online_hint)
     try:
         ready = _place_idx_files(raw, sources)
     except PermissionError as err:
@@ -232,22 +233,18 @@ def fashion_mnist(
     Looks in ``data_dir``, then in Debian's ``dataset-fashion-mnist`` files (copied into the
     layout torchvision expects), then downloads through torchvision when ``download`` is true.
     """
-    return _torchvision_idx(
-        "FashionMNIST",
-        "fashion-mnist",
-        data_dir,
-        [Path(system_dir)],
-        download,
-        "go online so torchvision can download it",
+    system_dir = Path(system_dir)
+    hint = (
+        f"install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist; "
+        f"looked in {system_dir})"
     )
+    return _torchvision_idx("FashionMNIST", "fashion-mnist", data_dir, {system_dir: hint}, download)
 
 
 @DATASETS.register("mnist")
 def mnist(data_dir: Path | None = None, download: bool = True) -> Dataset:
     """MNIST (60,000 train / 10,000 test) through torchvision: a local copy, else a download."""
-    return _torchvision_idx(
-        "MNIST", "mnist", data_dir, [], download, "go online so torchvision can download it"
-    )
+    return _torchvision_idx("MNIST", "mnist", data_dir, {}, download)
 
 
 # --------------------------------------------------------------------------- ppca

@@ -23,14 +23,20 @@ def _as_images(x: torch.Tensor, image_shape: Sequence[int]) -> torch.Tensor:
 def save_reconstructions(
     vae: VAE, x: torch.Tensor, image_shape: Sequence[int], path: str | Path, num: int = 16
 ) -> None:
-    """Top row: data; bottom row: the mean of p(x | z = E_q[z|x])."""
-    x = x[:num]
+    """Top row: data; bottom row: the mean of p(x | z = E_q[z|x]).
+
+    Shows ``num`` images spread evenly over ``x`` (test sets are often sorted by label).
+    """
+    x = x[torch.linspace(0, len(x) - 1, min(num, len(x))).round().long()]
     grid = torch.cat([_as_images(x, image_shape), _as_images(vae.reconstruct(x), image_shape)])
     save_image(grid, path, nrow=len(x), padding=2, pad_value=1.0)
 
 
 def save_samples(
-    vae: VAE, image_shape: Sequence[int], path: str | Path, num: int = 64,
+    vae: VAE,
+    image_shape: Sequence[int],
+    path: str | Path,
+    num: int = 64,
     labels: torch.Tensor | None = None,
 ) -> None:
     """Means of p(x|z) for z drawn from the prior, in a square-ish grid."""
@@ -58,9 +64,12 @@ def save_latent_scatter(
     coords, axis = latent_coordinates(loc)
     fig = Figure(figsize=(5.5, 5))
     ax = fig.subplots()
-    colours = None if labels is None else labels.cpu().numpy()
-    points = ax.scatter(coords[:, 0], coords[:, 1], c=colours, cmap="tab10", s=6, alpha=0.8)
-    if labels is not None:
+    if labels is None:
+        ax.scatter(coords[:, 0], coords[:, 1], s=6, alpha=0.8)
+    else:
+        points = ax.scatter(
+            coords[:, 0], coords[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=6, alpha=0.8
+        )
         fig.colorbar(points, ax=ax, label="label")
     ax.set_xlabel(f"{axis} 1")
     ax.set_ylabel(f"{axis} 2")
@@ -70,7 +79,9 @@ def save_latent_scatter(
 
 
 def save_loss_curve(
-    losses: Sequence[float], path: str | Path, test_elbo: float | None = None,
+    losses: Sequence[float],
+    path: str | Path,
+    test_elbo: float | None = None,
     betas: Sequence[float] | None = None,
 ) -> None:
     """Training loss per epoch (nats per datapoint), with the final test -ELBO as a line."""

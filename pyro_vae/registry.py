@@ -50,12 +50,9 @@ class Registry(dict[str, F], Generic[F]):
         try:
             inspect.signature(factory).bind(*args, **options)
         except TypeError:
-            params = inspect.signature(factory).parameters
-            accepted = [
-                p
-                for p in list(params)[len(args) :]
-                if params[p].kind == p.KEYWORD_ONLY or params[p].kind == p.POSITIONAL_OR_KEYWORD
-            ]
+            params = list(inspect.signature(factory).parameters.values())[len(args) :]
+            kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            accepted = [p.name for p in params if p.kind in kinds]
             raise ConfigError(
                 f"{self.kind} {name!r} does not take options {sorted(options)}; "
                 f"it takes: {', '.join(accepted) or 'no options'}"

@@ -67,8 +67,12 @@ def resume_config(out_dir: str | Path, **changes: Any) -> TrainConfig:
 def _versions() -> dict[str, str]:
     import torchvision
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "pyro": pyro.__version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "pyro": pyro.__version__,
+    }
 
 
 def train(
@@ -90,8 +94,11 @@ def train(
         checkpoint = load_checkpoint(out / CHECKPOINT_NAME, map_location=device)
         saved = TrainConfig.from_dict(checkpoint["config"]).to_dict()
         wanted = config.to_dict()
-        differ = [f.name for f in fields(TrainConfig)
-                  if f.name not in RESUMABLE_CHANGES and saved[f.name] != wanted[f.name]]
+        differ = [
+            f.name
+            for f in fields(TrainConfig)
+            if f.name not in RESUMABLE_CHANGES and saved[f.name] != wanted[f.name]
+        ]
         if differ:
             raise CheckpointError(
                 f"the checkpoint in {out} was made with other settings ({', '.join(differ)}); "
@@ -107,14 +114,21 @@ def train(
     train_fixed, test_fixed = binarize.fixed(train_x), binarize.fixed(test_x)
 
     pyro.set_rng_seed(config.seed)
-    vae = build_vae(data.data_dim, config.latent_dim, config.hidden, prior=config.prior,
-                    likelihood=config.likelihood).to(device)
+    vae = build_vae(
+        data.data_dim,
+        config.latent_dim,
+        config.hidden,
+        prior=config.prior,
+        likelihood=config.likelihood,
+    ).to(device)
     vae.likelihood.check_data(train_fixed)
     vae.likelihood.check_data(test_fixed)
     svi_config = config.svi_config()
     if svi_config.batch_size > len(train_x):
-        raise ConfigError(f"batch_size {svi_config.batch_size} exceeds the {len(train_x)} "
-                          f"training images of {config.dataset}")
+        raise ConfigError(
+            f"batch_size {svi_config.batch_size} exceeds the {len(train_x)} "
+            f"training images of {config.dataset}"
+        )
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config.to_dict())
@@ -122,8 +136,17 @@ def train(
     def checkpoint(_, fit_state: dict[str, Any]) -> None:
         save_checkpoint(out / CHECKPOINT_NAME, {"config": config.to_dict(), "fit": fit_state})
 
-    result = fit(vae, train_x, train_y, config=svi_config, binarization=config.binarize,
-                 seed=config.seed, state=state, on_epoch=checkpoint, progress=progress)
+    result = fit(
+        vae,
+        train_x,
+        train_y,
+        config=svi_config,
+        binarization=config.binarize,
+        seed=config.seed,
+        state=state,
+        on_epoch=checkpoint,
+        progress=progress,
+    )
 
     start = time.perf_counter()
     vae.eval()
@@ -132,8 +155,9 @@ def train(
     eval_seconds = time.perf_counter() - start
 
     pictures = ["loss.png"]
-    plots.save_loss_curve(result.losses, out / "loss.png", test_eval.summary()["elbo"],
-                          result.betas)
+    plots.save_loss_curve(
+        result.losses, out / "loss.png", test_eval.summary()["elbo"], result.betas
+    )
     plots.save_latent_scatter(vae, test_fixed, test_y, out / "latent.png")
     pictures.append("latent.png")
     if data.image_shape is not None:
@@ -145,8 +169,10 @@ def train(
         "units": "nats per datapoint",
         "dataset": config.dataset,
         "data": {**data.info, "num_train": len(train_x), "num_test": len(test_x)},
-        "binarization": {"mode": config.binarize,
-                         "test_seed": TEST_BINARIZATION_SEED if binarize.name == "dynamic" else None},
+        "binarization": {
+            "mode": config.binarize,
+            "test_seed": TEST_BINARIZATION_SEED if binarize.name == "dynamic" else None,
+        },
         "seed": config.seed,
         "device": str(device),
         "epochs": result.epochs,

@@ -1,0 +1,157 @@
+"""Shared test helpers: closeness checks, exact pPCA answers, tiny models, CLI runs."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from pyro.distributions import constraints
+from pyro_vae.models import VAE, build_vae
+from pyro_vae.models.networks import MIN_SCALE
+from torch.distributions import MultivariateNormal, transform_to
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def assert_close(actual, expected, atol: float = 1e-6, rtol: float = 0.0, msg: str = "") -> None:
+    """Elementwise |actual - expected| <= atol + rtol |expected|, with a readable failure."""
+    actual = torch.as_tensor(actual, dtype=torch.float64)
+    expected = torch.as_tensor(expected, dtype=torch.float64)
+    err = (actual - expected).abs()
+    bound = atol + rtol * expected.abs()
+    assert (err <= bound).all(), (
+        f"{msg} max error {err.max().item():.3g} > tolerance; "
+        f"actual {actual.flatten()[:5].tolist()} expected {expected.flatten()[:5].tolist()}"
+    )
+
+
+# ----------------------------------------------------------------------------- pPCA (DESIGN §2)
+
+
+def ppca_truth(dataset) -> tuple[torch.Tensor, torch.Tensor, float]:
+    truth = dataset.info["truth"]
+    return (
+        torch.tensor(truth["W"], dtype=torch.float64),
+        torch.tensor(truth["mu"], dtype=torch.float64),
+        truth["sigma"],
+    )
+
+
+def ppca_log_likelihood(x, weight, mu, sigma) -> torch.Tensor:
+    """Exact log N(x; mu, W W^T + sigma^2 I) per datapoint."""
+    x, weight, mu = x.double(), weight.double(), mu.double()
+    cov = weight @ weight.T + sigma**2 * torch.eye(len(mu), dtype=torch.float64)
+    return MultivariateNormal(mu, cov).log_prob(x)
+
+
+def ppca_maximum(x, latent_dim: int) -> float:
+    """Tipping & Bishop's maximum of the pPCA log-likelihood, per datapoint."""
+    x = x.double()
+    d = x.shape[1]
+    centred = x - x.mean(0)
+    eig = torch.linalg.eigvalsh(centred.T @ centred / len(x)).flip(0)
+    sigma2 = eig[latent_dim:].mean()
+    return -0.5 * (
+        d * math.log(2 * math.pi)
+        + eig[:latent_dim].log().sum().item()
+        + (d - latent_dim) * math.log(sigma2)
+        + d
+    )
+
+
+def linear_vae(data_dim: int, latent_dim: int) -> VAE:
+    """Linear-Gaussian VAE: linear encoder and decoder, normal likelihood with one shared scale."""
+    return build_vae(
+        data_dim, latent_dim, (), likelihood="normal", likelihood_options={"scale": "shared"}
+    )
+
+
+def set_exact_posterior(
+    vae: VAE, weight, mu, sigma, scale_factor: float = 1.0, loc_shift: float = 0.0
+) -> VAE:
+    """Make ``vae`` the pPCA model (W, mu, sigma) with q(z|x) its exact posterior.
+
+    W must have orthogonal columns, so the posterior covariance sigma^2 M^-1 is diagonal.
+    ``scale_factor`` and ``loc_shift`` spoil the encoder on purpose.
+    """
+    weight, mu = weight.double(), mu.double()
+    m = weight.T @ weight + sigma**2 * torch.eye(weight.shape[1], dtype=torch.float64)
+    assert torch.allclose(m, torch.diag(torch.diag(m))), "W needs orthogonal columns"
+    m_inv = torch.linalg.inv(m)
+    post_scale = (sigma**2 * torch.diag(m_inv)).sqrt() * scale_factor
+    vae.double()
+    with torch.no_grad():
+        vae.decoder.out.weight.copy_(weight)
+        vae.decoder.out.bias.copy_(mu)
+        vae.encoder.loc.weight.copy_(m_inv @ weight.T)
+        vae.encoder.loc.bias.copy_(-(m_inv @ weight.T @ mu) + loc_shift)
+        vae.encoder.raw_scale.weight.zero_()
+        vae.encoder.raw_scale.bias.copy_(torch.log(torch.expm1(post_scale - MIN_SCALE)))
+        constraint = constraints.greater_than(1e-3)
+        vae.likelihood.scale_unconstrained.copy_(
+            transform_to(constraint).inv(torch.tensor(float(sigma), dtype=torch.float64))
+        )
+    return vae
+
+
+def learned_ppca(vae: VAE) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(W, mu, sigma) of a trained linear VAE."""
+    return (
+        vae.decoder.out.weight.detach().double(),
+        vae.decoder.out.bias.detach().double(),
+        float(vae.likelihood.scale.detach()),
+    )
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, module: bool = True
+) -> subprocess.CompletedProcess:
+    """Run the CLI in a subprocess (``python -m pyro_vae`` or the ``pyro-vae`` script)."""
+    cmd = (
+        [sys.executable, "-m", "pyro_vae", *args]
+        if module
+        else [str(Path(sys.executable).with_name("pyro-vae")), *args]
+    )
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+# ----------------------------------------------------------------------------- idx files
+
+
+def write_idx(path: Path, array, compress: bool = False) -> None:
+    """Write a uint8 array in the idx format of (Fashion-)MNIST, optionally gzipped."""
+    import gzip
+
+    import numpy as np
+
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(n).to_bytes(4, "big") for n in array.shape
+    )
+    payload = header + array.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if compress:
+        with gzip.open(path.with_name(path.name + ".gz"), "wb") as handle:
+            handle.write(payload)
+    else:
+        path.write_bytes(payload)
+
+
+def write_fake_mnist(
+    folder: Path, compress: bool, n_train: int = 30, n_test: int = 10, seed: int = 0
+) -> None:
+    """Four small idx files with the official names, images 28x28 and labels 0-9."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(
+            folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), compress
+        )
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, compress)

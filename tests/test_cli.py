@@ -1,0 +1,168 @@
+"""The ``pyro-vae`` command line: a real run, resume, and every bad input refused cleanly."""
+
+import json
+
+import pytest
+import torch
+from common import run_cli
+
+from pyro_vae.checkpoint import load_checkpoint
+from pyro_vae.cli import main
+
+TINY = [
+    "--epochs",
+    "1",
+    "--hidden",
+    "16",
+    "--latent-dim",
+    "2",
+    "--is-samples",
+    "5",
+    "--batch-size",
+    "500",
+    "--quiet",
+]
+RUN_FILES = {
+    "config.json",
+    "metrics.json",
+    "checkpoint.pt",
+    "reconstructions.png",
+    "samples.png",
+    "latent.png",
+    "loss.png",
+}
+
+
+@pytest.mark.slow
+def test_train_writes_a_complete_run_folder_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    done = run_cli("train", *TINY, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "test ELBO" in done.stdout and "K=5" in done.stdout
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "mnist5k" and metrics["binarization"]["mode"] == "dynamic"
+    assert metrics["test"]["num_samples"] == 5 and metrics["epochs"] == 1
+    assert metrics["test"]["log_likelihood"] >= metrics["test"]["elbo"] - 1.0
+    assert metrics["units"] == "nats per datapoint"
+    for key in ("train", "evaluation"):
+        assert metrics["wall_time_s"][key] > 0
+    assert json.loads((out / "config.json").read_text())["hidden"] == [16]
+    checkpoint = load_checkpoint(out / "checkpoint.pt")
+    assert set(checkpoint["fit"]) == {"params", "optimizer", "rng", "history"}
+
+    resumed = run_cli(
+        "train", "--resume", "--out", str(out), "--epochs", "2", "--quiet", module=False
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and len(metrics["train"]["loss_per_epoch"]) == 2
+
+
+def test_ppca_run_on_the_python_api(tmp_path):
+    from pyro_vae import TrainConfig, train
+
+    config = TrainConfig(
+        dataset="ppca",
+        binarize="none",
+        likelihood="normal",
+        hidden=(),
+        latent_dim=2,
+        epochs=2,
+        batch_size=200,
+        is_samples=3,
+        lr=0.01,
+    )
+    metrics = train(config, tmp_path / "p", progress=False)
+    assert metrics["test"]["num_samples"] == 3
+    assert {p.name for p in (tmp_path / "p").iterdir()} == RUN_FILES - {
+        "reconstructions.png",
+        "samples.png",
+    }
+
+
+def _refused(capsys, tmp_path, *args):
+    code = main(["train", *TINY, *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pyro-vae"), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "cifar"], "fashion-mnist, mnist, mnist5k, ppca"),
+        (["--likelihood", "poisson"], "bernoulli, continuous-bernoulli, normal"),
+        (["--objective", "kl"], "elbo, elbo-analytic-kl"),
+        (["--binarize", "maybe"], "dynamic, none, threshold"),
+        (["--prior", "flat"], "standard-normal"),
+        (["--lr", "-1"], "lr must be a positive"),
+        (["--lr", "abc"], "--lr takes a number"),
+        (["--epochs", "0"], "epochs must be a positive integer"),
+        (["--latent-dim", "2.5"], "--latent-dim takes an integer"),
+        (["--hidden", "-3"], "hidden must be a positive integer"),
+        (["--particles", "0"], "num_particles must be a positive integer"),
+        (["--batch-size", "4001"], "batch_size 4001 exceeds the 4000 training images"),
+        (["--binarize", "none"], "binarize them .* or use --likelihood continuous-bernoulli"),
+        (["--device", "tpu"], "device must be cpu or cuda"),
+        (["--data-dir", "/no/such/folder"], "does not exist"),
+        (["--dataset", "ppca", "--likelihood", "normal"], "binarization 'dynamic' needs data in"),
+    ],
+)
+def test_bad_input_is_refused_in_one_line(capsys, tmp_path, args, message):
+    out = tmp_path / "never"
+    line = _refused(capsys, tmp_path, *args, "--out", str(out))
+    assert __import__("re").search(message, line), line
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_refused(capsys, tmp_path):
+    assert "no CUDA GPU" in _refused(
+        capsys, tmp_path, "--device", "cuda", "--out", str(tmp_path / "x")
+    )
+
+
+def test_output_folder_problems_are_refused(capsys, tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("keep me")
+    assert "is a file" in _refused(capsys, tmp_path, "--out", str(a_file))
+    assert a_file.read_text() == "keep me"
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("mine")
+    assert "already holds files" in _refused(capsys, tmp_path, "--out", str(full))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "config.json does not exist" in _refused(
+        capsys, tmp_path, "--resume", "--out", str(empty)
+    )
+    assert "--resume needs --out" in _refused(capsys, tmp_path, "--resume")
+
+
+def test_resume_refuses_changed_settings_and_unsafe_checkpoints(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    capsys.readouterr()
+    line = _refused(capsys, tmp_path, "--resume", "--out", str(out), "--lr", "0.5")
+    assert "lr" in line and "only epochs" in line
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save(
+        {"format": "pyro-vae/checkpoint", "version": 1, "x": Payload()}, out / "checkpoint.pt"
+    )
+    line = _refused(capsys, tmp_path, "--resume", "--out", str(out))
+    assert "refusing to load" in line
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_argparse_errors_are_one_line(tmp_path):
+    done = run_cli("train", "--no-such-option")
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "unrecognized" in done.stderr

@@ -1,0 +1,69 @@
+"""A regular (wheel) install holds pyro_vae.models and pyro_vae.inference, and no top-level
+``models`` or ``inference`` package."""
+
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from common import REPO
+
+
+@pytest.mark.slow
+def test_wheel_installs_the_mapped_subpackages(tmp_path):
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = (tmp_path / "dist").glob("pyro_vae-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "pyro_vae/models/vae.py" in names and "pyro_vae/inference/svi.py" in names
+    assert not any(n.startswith(("models/", "inference/", "tests/")) for n in names)
+    assert any(n.endswith("entry_points.txt") for n in names)
+
+    site = tmp_path / "site"
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pyro_vae, pyro_vae.models, pyro_vae.inference; print(pyro_vae.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(site), "PATH": ""},
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip().startswith(str(site))
