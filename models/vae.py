@@ -69,11 +69,15 @@ class VAE(PyroModule):
         self.prior = prior
         self.likelihood = likelihood
 
-    def _plate(self, batch: int, num_data: int | None, indices: torch.Tensor | None, device):
+    @staticmethod
+    def _plate(
+        x: torch.Tensor | None, batch: int, num_data: int | None, indices: torch.Tensor | None
+    ) -> pyro.plate:
+        """The data plate, scaled by num_data / batch when ``x`` is a minibatch."""
         if num_data is None or num_data == batch:
             return pyro.plate("data", batch, dim=-1)
         if indices is None:
-            indices = torch.arange(batch, device=device)
+            indices = torch.arange(batch, device=None if x is None else x.device)
         return pyro.plate("data", size=num_data, subsample=indices, dim=-1)
 
     @local_params
@@ -90,8 +94,7 @@ class VAE(PyroModule):
     ) -> torch.Tensor:
         """p(z) p(x|z); returns the decoder output. With ``x=None`` it draws ``batch_size`` x."""
         batch = x.shape[0] if x is not None else (batch_size or len(labels))
-        device = self.decoder.out.weight.device
-        with self._plate(batch, num_data, indices, device):
+        with self._plate(x, batch, num_data, indices):
             with poutine.scale(scale=beta):
                 z = pyro.sample("z", self.prior(batch, labels))
             params = self.decoder(z)
@@ -111,7 +114,7 @@ class VAE(PyroModule):
         batch_size: int | None = None,
     ) -> None:
         """q(z|x) = N(z; mu_phi(x), diag sigma_phi(x)^2)."""
-        with self._plate(x.shape[0], num_data, indices, x.device):
+        with self._plate(x, x.shape[0], num_data, indices):
             loc, scale = self.encoder(x)
             with poutine.scale(scale=beta):
                 pyro.sample("z", dist.Normal(loc, scale).to_event(1))

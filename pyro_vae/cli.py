@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from typing import Any, NoReturn
 
-from .errors import PyroVAEError
+from .errors import ConfigError, PyroVAEError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,7 +45,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(
                 flag, nargs="+", type=_typed(flag, int), default=None, metavar="N", help=help_text
             )
-        elif isinstance(default, bool) or default is None or isinstance(default, str):
+        elif default is None or isinstance(default, str):
             parser.add_argument(
                 flag, default=None, metavar="NAME" if default else "PATH", help=help_text
             )
@@ -89,7 +89,7 @@ def _train(args: argparse.Namespace) -> None:
     }
     if args.resume:
         if args.out is None:
-            raise _usage("--resume needs --out, the run folder to continue")
+            raise ConfigError("--resume needs --out, the run folder to continue")
         config = resume_config(args.out, **given)
     else:
         config = TrainConfig(**given)
@@ -101,12 +101,6 @@ def _train(args: argparse.Namespace) -> None:
         f"log p(x) {test['log_likelihood']:.2f} nats per image "
         f"(importance sampling, K={test['num_samples']}); run folder: {out}"
     )
-
-
-def _usage(message: str) -> PyroVAEError:
-    from .errors import ConfigError
-
-    return ConfigError(message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

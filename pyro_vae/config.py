@@ -35,7 +35,6 @@ class TrainConfig:
     hidden: tuple[int, ...] = _opt(
         (400,),
         "hidden layer widths of the encoder (the decoder mirrors them); 0 for a linear VAE",
-        nargs="+",
     )
     likelihood: str = _opt("bernoulli", "p(x|z): " + ", ".join(sorted(LIKELIHOODS)))
     prior: str = _opt("standard-normal", "p(z): " + ", ".join(sorted(PRIORS)))
