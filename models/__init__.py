@@ -2,7 +2,7 @@
 
 from .likelihoods import LIKELIHOODS, Likelihood
 from .networks import Decoder, Encoder
-from .priors import PRIORS, Prior
+from .priors import PRIORS, Prior, PriorContext
 from .vae import VAE, build_vae, local_params
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "Encoder",
     "Likelihood",
     "Prior",
+    "PriorContext",
     "build_vae",
     "local_params",
 ]

@@ -7,11 +7,33 @@ priors keep their parameters as module parameters, so the optimiser finds them t
 
 from __future__ import annotations
 
-import pyro.distributions as dist
-import torch
-from pyro.nn import PyroModule
+from dataclasses import dataclass
 
+import pyro.distributions as dist
+import pyro.distributions.transforms as T
+import torch
+from pyro.distributions import constraints
+from pyro.nn import PyroModule, PyroParam
+from torch import nn
+
+from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.registry import Registry
+from pyro_vae.validate import positive_float, positive_int
+
+
+@dataclass
+class PriorContext:
+    """What some priors need besides the latent size.
+
+    Args:
+        encoder: The VAE's encoder (the VampPrior mixes its posteriors at pseudo-inputs).
+        data: Training data (initial pseudo-inputs).
+        num_classes: Number of labels (class-conditional prior).
+    """
+
+    encoder: nn.Module | None = None
+    data: torch.Tensor | None = None
+    num_classes: int | None = None
 
 
 class Prior(PyroModule):
@@ -22,6 +44,10 @@ class Prior(PyroModule):
     """
 
     name = "base"
+    #: Whether KL(Normal guide || this prior) has a closed form in torch.
+    analytic_kl = False
+    #: Whether the prior conditions on labels (then sampling needs them too).
+    needs_labels = False
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
@@ -37,8 +63,9 @@ class StandardNormalPrior(Prior):
     """p(z) = N(0, I), the prior of Kingma & Welling."""
 
     name = "standard-normal"
+    analytic_kl = True
 
-    def __init__(self, latent_dim: int) -> None:
+    def __init__(self, latent_dim: int, context: PriorContext | None = None) -> None:
         super().__init__(latent_dim)
         self.register_buffer("zeros", torch.zeros(latent_dim))
 
@@ -49,6 +76,189 @@ class StandardNormalPrior(Prior):
         return dist.Normal(zeros, torch.ones_like(zeros)).to_event(1).expand([batch_size])
 
 
+class NormalPrior(Prior):
+    """p(z) = N(mu, diag sigma^2) with learnable mu and sigma."""
+
+    name = "normal"
+    analytic_kl = True
+
+    def __init__(self, latent_dim: int, context: PriorContext | None = None) -> None:
+        super().__init__(latent_dim)
+        self.loc = nn.Parameter(torch.zeros(latent_dim))
+        self.scale = PyroParam(torch.ones(latent_dim), constraint=constraints.positive)
+
+    def forward(self, batch_size: int, labels: torch.Tensor | None = None):
+        return dist.Normal(self.loc, self.scale).to_event(1).expand([batch_size])
+
+
+class LaplacePrior(Prior):
+    """p(z) = prod_u Laplace(z_u; 0, scale): sparser codes than a Gaussian."""
+
+    name = "laplace"
+    analytic_kl = True
+
+    def __init__(
+        self, latent_dim: int, context: PriorContext | None = None, scale: float = 1.0
+    ) -> None:
+        super().__init__(latent_dim)
+        positive_float("laplace scale", scale)
+        self.register_buffer("zeros", torch.zeros(latent_dim))
+        self.scale = float(scale)
+
+    def forward(self, batch_size: int, labels: torch.Tensor | None = None):
+        return dist.Laplace(self.zeros, self.scale).to_event(1).expand([batch_size])
+
+
+class StudentTPrior(Prior):
+    """p(z) = prod_u StudentT(z_u; df, 0, 1): heavy tails."""
+
+    name = "student-t"
+
+    def __init__(
+        self, latent_dim: int, context: PriorContext | None = None, df: float = 3.0
+    ) -> None:
+        super().__init__(latent_dim)
+        positive_float("student-t df", df)
+        self.register_buffer("zeros", torch.zeros(latent_dim))
+        self.df = float(df)
+
+    def forward(self, batch_size: int, labels: torch.Tensor | None = None):
+        zeros = self.zeros
+        return (
+            dist.StudentT(self.df, zeros, torch.ones_like(zeros)).to_event(1).expand([batch_size])
+        )
+
+
+class MixtureOfGaussiansPrior(Prior):
+    """A learnable mixture of ``components`` diagonal Gaussians."""
+
+    name = "mog"
+
+    def __init__(
+        self, latent_dim: int, context: PriorContext | None = None, components: int = 10
+    ) -> None:
+        super().__init__(latent_dim)
+        positive_int("mog components", components)
+        self.logits = nn.Parameter(torch.zeros(components))
+        self.locs = nn.Parameter(torch.randn(components, latent_dim))
+        self.scales = PyroParam(torch.ones(components, latent_dim), constraint=constraints.positive)
+
+    def forward(self, batch_size: int, labels: torch.Tensor | None = None):
+        parts = dist.Normal(self.locs, self.scales).to_event(1)
+        return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), parts).expand(
+            [batch_size]
+        )
+
+
+class VampPrior(Prior):
+    """VampPrior (Tomczak & Welling 2018): p(z) = (1/K) sum_k q(z | u_k).
+
+    The pseudo-inputs u_k are learned, initialised from training data; the encoder is the
+    VAE's own, shared.
+    """
+
+    name = "vamp"
+
+    def __init__(
+        self, latent_dim: int, context: PriorContext | None = None, components: int = 50
+    ) -> None:
+        super().__init__(latent_dim)
+        positive_int("vamp components", components)
+        if context is None or context.encoder is None or context.data is None:
+            raise ConfigError("the vamp prior needs the encoder and training data to start from")
+        if components > len(context.data):
+            raise ConfigError(
+                f"vamp components ({components}) exceed the {len(context.data)} training datapoints"
+            )
+        gen = torch.Generator().manual_seed(0)
+        pick = torch.randperm(len(context.data), generator=gen)[:components]
+        self.pseudo_inputs = nn.Parameter(context.data[pick].detach().clone().float())
+        self.encoder = context.encoder
+
+    def forward(self, batch_size: int, labels: torch.Tensor | None = None):
+        loc, scale = self.encoder(self.pseudo_inputs)
+        parts = dist.Normal(loc, scale).to_event(1)
+        weights = dist.Categorical(logits=torch.zeros(len(loc), device=loc.device))
+        return dist.MixtureSameFamily(weights, parts).expand([batch_size])
+
+
+class ClassConditionalPrior(Prior):
+    """p(z | y) = N(mu_y, I): one mean per label, learned or fixed.
+
+    Fixed means are ``offset`` along axis ``y mod latent_dim`` with sign alternating by
+    ``y // latent_dim``, the label-shifted prior of the original VAE tutorial code.
+    """
+
+    name = "class-conditional"
+    analytic_kl = True
+    needs_labels = True
+
+    def __init__(
+        self,
+        latent_dim: int,
+        context: PriorContext | None = None,
+        learned: bool = True,
+        offset: float = 3.0,
+    ) -> None:
+        super().__init__(latent_dim)
+        if context is None or not context.num_classes:
+            raise DataError(
+                "the class-conditional prior needs labelled data; this data set has no labels"
+            )
+        classes = torch.arange(context.num_classes)
+        means = torch.zeros(context.num_classes, latent_dim)
+        sign = 1.0 - 2.0 * ((classes // latent_dim) % 2)
+        means[classes, classes % latent_dim] = float(offset) * sign
+        if learned:
+            self.means = nn.Parameter(means)
+        else:
+            self.register_buffer("means", means)
+
+    def forward(self, batch_size: int, labels: torch.Tensor | None = None):
+        if labels is None:
+            raise DataError("the class-conditional prior needs labels for every datapoint")
+        loc = self.means[labels]
+        return dist.Normal(loc, torch.ones_like(loc)).to_event(1)
+
+
+class FlowPrior(Prior):
+    """A normalizing flow over N(0, I): ``flows`` affine autoregressive layers (Pyro's
+    ``affine_autoregressive``) with reversing permutations between them."""
+
+    name = "flow"
+
+    def __init__(
+        self, latent_dim: int, context: PriorContext | None = None, flows: int = 2, hidden: int = 32
+    ) -> None:
+        super().__init__(latent_dim)
+        positive_int("flow flows", flows)
+        positive_int("flow hidden", hidden)
+        if latent_dim < 2:
+            raise ConfigError("the flow prior needs latent_dim >= 2")
+        self.register_buffer("zeros", torch.zeros(latent_dim))
+        self.register_buffer("reverse", torch.arange(latent_dim - 1, -1, -1))
+        self.layers = nn.ModuleList(
+            T.affine_autoregressive(latent_dim, hidden_dims=[hidden, hidden]) for _ in range(flows)
+        )
+
+    def forward(self, batch_size: int, labels: torch.Tensor | None = None):
+        transforms = []
+        for layer in self.layers:
+            transforms += [layer, T.Permute(self.reverse)]
+        zeros = self.zeros
+        base = dist.Normal(zeros, torch.ones_like(zeros)).to_event(1).expand([batch_size])
+        return dist.TransformedDistribution(base, transforms[:-1])
+
+
 PRIORS: Registry[type[Prior]] = Registry("prior")
-for _cls in (StandardNormalPrior,):
+for _cls in (
+    StandardNormalPrior,
+    NormalPrior,
+    LaplacePrior,
+    StudentTPrior,
+    MixtureOfGaussiansPrior,
+    VampPrior,
+    ClassConditionalPrior,
+    FlowPrior,
+):
     PRIORS[_cls.name] = _cls

@@ -19,7 +19,7 @@ from pyro.nn import PyroModule, pyro_method
 
 from .likelihoods import LIKELIHOODS, Likelihood
 from .networks import Decoder, Encoder
-from .priors import PRIORS, Prior
+from .priors import PRIORS, Prior, PriorContext
 
 T = TypeVar("T")
 
@@ -147,6 +147,8 @@ def build_vae(
     likelihood: str = "bernoulli",
     prior_options: dict | None = None,
     likelihood_options: dict | None = None,
+    data: torch.Tensor | None = None,
+    num_classes: int | None = None,
 ) -> VAE:
     """Build an MLP VAE from registry names.
 
@@ -158,11 +160,15 @@ def build_vae(
         likelihood: Name in :data:`~pyro_vae.models.likelihoods.LIKELIHOODS`.
         prior_options: Keyword options for the prior.
         likelihood_options: Keyword options for the likelihood.
+        data: Training data, for priors that start from it (``vamp``).
+        num_classes: Number of labels, for priors that condition on them.
     """
     hidden = tuple(hidden)
+    encoder = Encoder(data_dim, latent_dim, hidden)
+    context = PriorContext(encoder=encoder, data=data, num_classes=num_classes)
     return VAE(
-        Encoder(data_dim, latent_dim, hidden),
+        encoder,
         Decoder(latent_dim, data_dim, hidden[::-1]),
-        PRIORS.build(prior, latent_dim, **(prior_options or {})),
+        PRIORS.build(prior, latent_dim, context, **(prior_options or {})),
         LIKELIHOODS.build(likelihood, data_dim, **(likelihood_options or {})),
     )

@@ -7,6 +7,7 @@ written.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -38,8 +39,18 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     from .config import TrainConfig
 
     for f in fields(TrainConfig):
-        default = f.default if f.default is not MISSING else None
         flag = "--" + f.name.replace("_", "-")
+        if f.default_factory is dict:
+            parser.add_argument(
+                flag,
+                nargs="+",
+                type=_key_value,
+                default=None,
+                metavar="KEY=VALUE",
+                help=f.metadata["help"],
+            )
+            continue
+        default = f.default if f.default is not MISSING else None
         help_text = f"{f.metadata['help']} (default: {default})"
         if isinstance(default, tuple):
             parser.add_argument(
@@ -57,6 +68,17 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
                 metavar=type(default).__name__.upper(),
                 help=help_text,
             )
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as JSON where it can be (3, 0.5, true), else text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except ValueError:
+        return key.replace("-", "_"), value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +109,8 @@ def _train(args: argparse.Namespace) -> None:
         for f in fields(TrainConfig)
         if getattr(args, f.name) is not None
     }
+    if "prior_options" in given:
+        given["prior_options"] = dict(given["prior_options"])
     if args.resume:
         if args.out is None:
             raise ConfigError("--resume needs --out, the run folder to continue")

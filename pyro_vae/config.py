@@ -38,6 +38,13 @@ class TrainConfig:
     )
     likelihood: str = _opt("bernoulli", "p(x|z): " + ", ".join(sorted(LIKELIHOODS)))
     prior: str = _opt("standard-normal", "p(z): " + ", ".join(sorted(PRIORS)))
+    prior_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "prior options as KEY=VALUE, e.g. components=10 (mog, vamp), "
+            "df=3 (student-t), learned=false (class-conditional)"
+        },
+    )
     objective: str = _opt("elbo", "elbo (Monte Carlo KL) or elbo-analytic-kl")
     particles: int = _opt(1, "samples of z per datapoint in each ELBO estimate")
     optimizer: str = _opt("adam", "adam or clipped-adam")
@@ -60,6 +67,8 @@ class TrainConfig:
         BINARIZATIONS[self.binarize]
         LIKELIHOODS[self.likelihood]
         PRIORS[self.prior]
+        if not isinstance(self.prior_options, dict):
+            raise ConfigError(f"prior_options must be a dict, not {self.prior_options!r}")
         for name in ("latent_dim", "is_samples"):
             positive_int(name, getattr(self, name))
         for width in self.hidden:

@@ -39,9 +39,12 @@ def save_samples(
     num: int = 64,
     labels: torch.Tensor | None = None,
 ) -> None:
-    """Means of p(x|z) for z drawn from the prior, in a square-ish grid."""
+    """Means of p(x|z) for z drawn from the prior: a square-ish grid, or with ``labels`` (for
+    class-conditional priors) one row per run of 8 equal labels."""
     images = _as_images(vae.generate(num, labels), image_shape)
-    save_image(images, path, nrow=int(num**0.5), padding=2, pad_value=1.0)
+    save_image(
+        images, path, nrow=8 if labels is not None else int(num**0.5), padding=2, pad_value=1.0
+    )
 
 
 def latent_coordinates(loc: torch.Tensor) -> tuple[torch.Tensor, str]:

@@ -53,8 +53,9 @@ class Registry(dict[str, F], Generic[F]):
             params = list(inspect.signature(factory).parameters.values())[len(args) :]
             kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
             accepted = [p.name for p in params if p.kind in kinds]
+            unknown = sorted(set(options) - set(accepted)) or sorted(options)
             raise ConfigError(
-                f"{self.kind} {name!r} does not take options {sorted(options)}; "
+                f"{self.kind} {name!r} does not take {', '.join(unknown)}; "
                 f"it takes: {', '.join(accepted) or 'no options'}"
             ) from None
         return factory(*args, **options)

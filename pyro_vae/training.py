@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -114,13 +115,28 @@ def train(
     train_fixed, test_fixed = binarize.fixed(train_x), binarize.fixed(test_x)
 
     pyro.set_rng_seed(config.seed)
+    num_classes = None if train_y is None else int(train_y.max()) + 1
     vae = build_vae(
         data.data_dim,
         config.latent_dim,
         config.hidden,
         prior=config.prior,
         likelihood=config.likelihood,
+        prior_options=config.prior_options,
+        data=train_fixed,
+        num_classes=num_classes,
     ).to(device)
+    kl_estimator = (
+        "analytic"
+        if config.objective == "elbo-analytic-kl" and vae.prior.analytic_kl
+        else "monte-carlo"
+    )
+    if config.objective == "elbo-analytic-kl" and kl_estimator != "analytic":
+        print(
+            f"pyro-vae: note: no closed-form KL for the {config.prior} prior; "
+            "elbo-analytic-kl estimates it by Monte Carlo",
+            file=sys.stderr,
+        )
     vae.likelihood.check_data(train_fixed)
     vae.likelihood.check_data(test_fixed)
     svi_config = config.svi_config()
@@ -162,7 +178,18 @@ def train(
     pictures.append("latent.png")
     if data.image_shape is not None:
         plots.save_reconstructions(vae, test_fixed, data.image_shape, out / "reconstructions.png")
-        plots.save_samples(vae, data.image_shape, out / "samples.png")
+        sample_labels = (
+            torch.arange(num_classes, device=device).repeat_interleave(8)
+            if vae.prior.needs_labels
+            else None
+        )
+        plots.save_samples(
+            vae,
+            data.image_shape,
+            out / "samples.png",
+            labels=sample_labels,
+            num=64 if sample_labels is None else len(sample_labels),
+        )
         pictures += ["reconstructions.png", "samples.png"]
 
     metrics = {
@@ -172,6 +199,11 @@ def train(
         "binarization": {
             "mode": config.binarize,
             "test_seed": TEST_BINARIZATION_SEED if binarize.name == "dynamic" else None,
+        },
+        "prior": {
+            "name": config.prior,
+            "options": config.prior_options,
+            "kl_estimator": kl_estimator,
         },
         "seed": config.seed,
         "device": str(device),

@@ -155,3 +155,27 @@ def write_fake_mnist(
             folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), compress
         )
         write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, compress)
+
+
+# ----------------------------------------------------------------------------- priors
+
+#: Options that keep every prior small in tests.
+SMALL_PRIOR_OPTIONS = {"vamp": {"components": 5}, "mog": {"components": 3}}
+
+
+def prior_context(data_dim: int = 6, latent_dim: int = 2, num_classes: int = 4):
+    """A PriorContext with a small encoder, data in [0, 1] and labels."""
+    from pyro_vae.models import Encoder, PriorContext
+
+    return PriorContext(
+        encoder=Encoder(data_dim, latent_dim, (8,)),
+        data=torch.rand(30, data_dim),
+        num_classes=num_classes,
+    )
+
+
+def build_prior(name: str, latent_dim: int = 2, **options):
+    from pyro_vae.models import PRIORS
+
+    options = {**SMALL_PRIOR_OPTIONS.get(name, {}), **options}
+    return PRIORS.build(name, latent_dim, prior_context(latent_dim=latent_dim), **options)

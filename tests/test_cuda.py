@@ -9,8 +9,9 @@ from pyro_vae.checkpoint import load_checkpoint
 
 @pytest.mark.cuda
 def test_training_on_cuda_keeps_everything_on_the_gpu(tmp_path):
-    config = TrainConfig(device="cuda", epochs=2, hidden=(32,), latent_dim=4, is_samples=20,
-                         batch_size=200)
+    config = TrainConfig(
+        device="cuda", epochs=2, hidden=(32,), latent_dim=4, is_samples=20, batch_size=200
+    )
     metrics = train(config, tmp_path / "gpu", progress=False)
     assert metrics["device"].startswith("cuda")
     assert metrics["test"]["log_likelihood"] > -600
