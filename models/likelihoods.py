@@ -15,9 +15,9 @@ from pyro.nn import PyroModule, PyroParam
 from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.registry import Registry
 
-#: Smallest scale the ``normal`` likelihood can learn; keeps the density bounded on pixel data
-#: with many identical values.
-NORMAL_MIN_SCALE = 1e-3
+#: Smallest scale the learned-scale likelihoods can reach; keeps the density bounded on pixel
+#: data with many identical values.
+MIN_SCALE = 1e-3
 
 
 class Likelihood(PyroModule):
@@ -81,8 +81,8 @@ class ContinuousBernoulliLikelihood(Likelihood):
         return dist.ContinuousBernoulli(logits=params).to_event(1)
 
 
-class NormalLikelihood(Likelihood):
-    """Gaussian with the decoder output as mean and a learned scale.
+class LocationScaleLikelihood(Likelihood):
+    """A location-scale family with the decoder output as location and a learned scale.
 
     Args:
         data_dim: Number of features.
@@ -90,30 +90,50 @@ class NormalLikelihood(Likelihood):
         init_scale: Initial value of the scale.
     """
 
-    name = "normal"
     support = "real"
+    family: type[dist.TorchDistribution] = dist.Normal
 
     def __init__(self, data_dim: int, scale: str = "per-feature", init_scale: float = 1.0) -> None:
         super().__init__(data_dim)
         shapes = {"per-feature": (data_dim,), "shared": ()}
         if scale not in shapes:
             raise ConfigError(
-                f"normal likelihood: scale must be one of {sorted(shapes)}, not {scale!r}"
+                f"{self.name} likelihood: scale must be one of {sorted(shapes)}, not {scale!r}"
             )
-        if not init_scale > NORMAL_MIN_SCALE:
-            raise ConfigError(f"normal likelihood: init_scale must exceed {NORMAL_MIN_SCALE}")
+        if not init_scale > MIN_SCALE:
+            raise ConfigError(f"{self.name} likelihood: init_scale must exceed {MIN_SCALE}")
         self.scale = PyroParam(
             torch.full(shapes[scale], float(init_scale)),
-            constraint=constraints.greater_than(NORMAL_MIN_SCALE),
+            constraint=constraints.greater_than(MIN_SCALE),
         )
 
     def forward(self, params: torch.Tensor) -> dist.TorchDistribution:
-        return dist.Normal(params, self.scale).to_event(1)
+        return self.family(params, self.scale).to_event(1)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return params
 
 
+class NormalLikelihood(LocationScaleLikelihood):
+    """Gaussian pixels: real data, learned scale."""
+
+    name = "normal"
+    family = dist.Normal
+
+
+class LaplaceLikelihood(LocationScaleLikelihood):
+    """Laplace pixels: real data, learned scale; an L1 reconstruction error, robust to the
+    many exactly-black pixels of grey images."""
+
+    name = "laplace"
+    family = dist.Laplace
+
+
 LIKELIHOODS: Registry[type[Likelihood]] = Registry("likelihood")
-for _cls in (BernoulliLikelihood, ContinuousBernoulliLikelihood, NormalLikelihood):
+for _cls in (
+    BernoulliLikelihood,
+    ContinuousBernoulliLikelihood,
+    NormalLikelihood,
+    LaplaceLikelihood,
+):
     LIKELIHOODS[_cls.name] = _cls

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from pyro.distributions import constraints
 from pyro_vae.models import VAE, build_vae
+from pyro_vae.models.likelihoods import MIN_SCALE as MIN_SCALE_LIKELIHOOD
 from pyro_vae.models.networks import MIN_SCALE
 from torch.distributions import MultivariateNormal, transform_to
 
@@ -90,7 +91,7 @@ def set_exact_posterior(
         vae.encoder.loc.bias.copy_(-(m_inv @ weight.T @ mu) + loc_shift)
         vae.encoder.raw_scale.weight.zero_()
         vae.encoder.raw_scale.bias.copy_(torch.log(torch.expm1(post_scale - MIN_SCALE)))
-        constraint = constraints.greater_than(1e-3)
+        constraint = constraints.greater_than(MIN_SCALE_LIKELIHOOD)
         vae.likelihood.scale_unconstrained.copy_(
             transform_to(constraint).inv(torch.tensor(float(sigma), dtype=torch.float64))
         )

@@ -95,7 +95,7 @@ def _refused(capsys, tmp_path, *args):
     "args, message",
     [
         (["--dataset", "cifar"], "fashion-mnist, mnist, mnist5k, ppca"),
-        (["--likelihood", "poisson"], "bernoulli, continuous-bernoulli, normal"),
+        (["--likelihood", "poisson"], "bernoulli, continuous-bernoulli, laplace, normal"),
         (["--objective", "kl"], "elbo, elbo-analytic-kl"),
         (["--binarize", "maybe"], "dynamic, none, threshold"),
         (["--prior", "flat"], "standard-normal"),

@@ -21,6 +21,7 @@ DATA_FOR = {  # data each likelihood accepts, and data it must refuse
     ),
     "continuous-bernoulli": (lambda: torch.rand(6, 12), lambda: torch.full((6, 12), 1.5)),
     "normal": (lambda: torch.randn(6, 12), lambda: torch.full((6, 12), float("nan"))),
+    "laplace": (lambda: torch.randn(6, 12), lambda: torch.full((6, 12), float("inf"))),
 }
 
 
@@ -96,12 +97,13 @@ def test_likelihood_log_prob_matches_torch(likelihood):
         "bernoulli": lambda: torch.distributions.Bernoulli(logits=params),
         "continuous-bernoulli": lambda: torch.distributions.ContinuousBernoulli(logits=params),
         "normal": lambda: torch.distributions.Normal(params, torch.ones(12)),
+        "laplace": lambda: torch.distributions.Laplace(params, torch.ones(12)),
     }[likelihood]()
     assert_close(lik(params).log_prob(x), reference.log_prob(x).sum(-1), atol=1e-5)
 
 
 def test_registries_list_the_valid_names():
-    with pytest.raises(UnknownNameError, match="bernoulli, continuous-bernoulli, normal"):
+    with pytest.raises(UnknownNameError, match="bernoulli, continuous-bernoulli, laplace, normal"):
         LIKELIHOODS["gaussian"]
     with pytest.raises(UnknownNameError, match="standard-normal"):
         build_vae(4, 2, prior="flat")

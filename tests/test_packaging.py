@@ -1,6 +1,7 @@
 """A regular (wheel) install holds pyro_vae.models and pyro_vae.inference, and no top-level
 ``models`` or ``inference`` package."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,6 +12,14 @@ from common import REPO
 
 @pytest.mark.slow
 def test_wheel_installs_the_mapped_subpackages(tmp_path):
+    source = tmp_path / "src"  # build from a copy: setuptools leaves build/ beside the sources
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "build", "runs", "*.egg-info", "__pycache__"
+        ),
+    )
     build = subprocess.run(
         [
             sys.executable,
@@ -22,11 +31,12 @@ def test_wheel_installs_the_mapped_subpackages(tmp_path):
             "-q",
             "-w",
             str(tmp_path / "dist"),
-            str(REPO),
+            ".",
         ],
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=source,
     )
     assert build.returncode == 0, build.stderr
     (wheel,) = (tmp_path / "dist").glob("pyro_vae-*.whl")
