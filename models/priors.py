@@ -185,8 +185,10 @@ class VampPrior(Prior):
 class ClassConditionalPrior(Prior):
     """p(z | y) = N(mu_y, I): one mean per label, learned or fixed.
 
-    Fixed means are ``offset`` along axis ``y mod latent_dim`` with sign alternating by
-    ``y // latent_dim``, the label-shifted prior of the original VAE tutorial code.
+    Fixed means shift label y along axis ``y mod latent_dim`` (the label-shifted prior of the
+    original VAE tutorial code): by ``+offset`` or ``-offset`` alternately with ``y //
+    latent_dim``, and further out (``2 offset``, ``3 offset``, ...) once all 2 x latent_dim
+    signed axes are used, so every label has its own mean. Learned means start there.
     """
 
     name = "class-conditional"
@@ -208,7 +210,8 @@ class ClassConditionalPrior(Prior):
         classes = torch.arange(context.num_classes)
         means = torch.zeros(context.num_classes, latent_dim)
         sign = 1.0 - 2.0 * ((classes // latent_dim) % 2)
-        means[classes, classes % latent_dim] = float(offset) * sign
+        radius = 1.0 + classes // (2 * latent_dim)
+        means[classes, classes % latent_dim] = float(offset) * sign * radius
         if learned:
             self.means = nn.Parameter(means)
         else:

@@ -6,7 +6,7 @@ import math
 import pyro.distributions as dist
 import pytest
 import torch
-from common import SMALL_PRIOR_OPTIONS, build_prior
+from common import SMALL_PRIOR_OPTIONS, build_prior, prior_context
 from pyro_vae.inference import OBJECTIVES, SVIConfig, fit
 from pyro_vae.models import PRIORS, build_vae
 from torch.distributions import kl_divergence
@@ -102,6 +102,12 @@ def test_class_conditional_samples_separate_by_class():
     assert torch.allclose(centres, prior.means, atol=0.15)
     nearest = torch.cdist(z, prior.means).argmin(1)
     assert (nearest == labels).float().mean() > 0.9
+
+
+def test_class_conditional_fixed_means_are_distinct_for_many_classes():
+    prior = PRIORS.build("class-conditional", 2, prior_context(num_classes=10), learned=False)
+    gaps = torch.cdist(prior.means, prior.means) + 1e9 * torch.eye(10)
+    assert gaps.min() >= 3.0 - 1e-6  # every pair of means at least `offset` apart
 
 
 def test_class_conditional_needs_labels():
