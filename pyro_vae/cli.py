@@ -40,9 +40,12 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        if f.default_factory is dict:
+        if f.default_factory is dict:  # prior_options -> --prior-options, alias --prior-opt
+            alias = "--" + f.name.removesuffix("_options").replace("_", "-") + "-opt"
             parser.add_argument(
                 flag,
+                alias,
+                dest=f.name,
                 nargs="+",
                 type=_key_value,
                 default=None,
@@ -109,8 +112,9 @@ def _train(args: argparse.Namespace) -> None:
         for f in fields(TrainConfig)
         if getattr(args, f.name) is not None
     }
-    if "prior_options" in given:
-        given["prior_options"] = dict(given["prior_options"])
+    for name in ("prior_options", "likelihood_options"):
+        if name in given:
+            given[name] = dict(given[name])
     if args.resume:
         if args.out is None:
             raise ConfigError("--resume needs --out, the run folder to continue")

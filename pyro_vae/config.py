@@ -37,6 +37,10 @@ class TrainConfig:
         "hidden layer widths of the encoder (the decoder mirrors them); 0 for a linear VAE",
     )
     likelihood: str = _opt("bernoulli", "p(x|z): " + ", ".join(sorted(LIKELIHOODS)))
+    likelihood_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "likelihood options as KEY=VALUE, e.g. scale=shared (normal, laplace)"},
+    )
     prior: str = _opt("standard-normal", "p(z): " + ", ".join(sorted(PRIORS)))
     prior_options: dict[str, Any] = field(
         default_factory=dict,
@@ -67,8 +71,9 @@ class TrainConfig:
         BINARIZATIONS[self.binarize]
         LIKELIHOODS[self.likelihood]
         PRIORS[self.prior]
-        if not isinstance(self.prior_options, dict):
-            raise ConfigError(f"prior_options must be a dict, not {self.prior_options!r}")
+        for name in ("prior_options", "likelihood_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise ConfigError(f"{name} must be a dict, not {getattr(self, name)!r}")
         for name in ("latent_dim", "is_samples"):
             positive_int(name, getattr(self, name))
         for width in self.hidden:

@@ -122,6 +122,7 @@ def train(
         config.hidden,
         prior=config.prior,
         likelihood=config.likelihood,
+        likelihood_options=config.likelihood_options,
         prior_options=config.prior_options,
         data=train_fixed,
         num_classes=num_classes,
@@ -200,6 +201,7 @@ def train(
             "mode": config.binarize,
             "test_seed": TEST_BINARIZATION_SEED if binarize.name == "dynamic" else None,
         },
+        "likelihood": {"name": config.likelihood, "options": config.likelihood_options},
         "prior": {
             "name": config.prior,
             "options": config.prior_options,

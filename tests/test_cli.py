@@ -166,3 +166,55 @@ def test_argparse_errors_are_one_line(tmp_path):
     done = run_cli("train", "--no-such-option")
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "unrecognized" in done.stderr
+
+
+def test_prior_and_likelihood_options_reach_the_model(tmp_path):
+    out = tmp_path / "opts"
+    code = main(
+        [
+            "train",
+            *TINY,
+            "--binarize",
+            "none",
+            "--likelihood",
+            "laplace",
+            "--likelihood-opt",
+            "scale=shared",
+            "init_scale=0.5",
+            "--prior",
+            "mog",
+            "--prior-opt",
+            "components=3",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["prior_options"] == {"components": 3}
+    assert config["likelihood_options"] == {"scale": "shared", "init_scale": 0.5}
+    params = load_checkpoint(out / "checkpoint.pt")["fit"]["params"]
+    assert params["prior.logits"].shape == (3,)
+    assert params["likelihood.scale_unconstrained"].shape == ()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["prior"]["kl_estimator"] == "monte-carlo"
+    assert metrics["likelihood"] == {"name": "laplace", "options": config["likelihood_options"]}
+
+
+def test_bad_option_pairs_are_refused(capsys, tmp_path):
+    line = _refused(capsys, tmp_path, "--prior-opt", "components", "--out", str(tmp_path / "a"))
+    assert "expected KEY=VALUE" in line
+    line = _refused(
+        capsys,
+        tmp_path,
+        "--likelihood-opt",
+        "scale=wide",
+        "--binarize",
+        "none",
+        "--likelihood",
+        "normal",
+        "--out",
+        str(tmp_path / "b"),
+    )
+    assert "scale must be one of" in line
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
