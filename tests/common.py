@@ -109,6 +109,21 @@ def learned_ppca(vae: VAE) -> tuple[torch.Tensor, torch.Tensor, float]:
 
 # ----------------------------------------------------------------------------- CLI
 
+#: ``pyro-vae train`` options for a run of a few seconds.
+TINY = [
+    "--epochs",
+    "1",
+    "--hidden",
+    "16",
+    "--latent-dim",
+    "2",
+    "--is-samples",
+    "5",
+    "--batch-size",
+    "500",
+    "--quiet",
+]
+
 
 def run_cli(
     *args: str, cwd: Path | None = None, module: bool = True

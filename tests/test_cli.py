@@ -4,24 +4,11 @@ import json
 
 import pytest
 import torch
-from common import run_cli
+from common import TINY, run_cli
 
 from pyro_vae.checkpoint import load_checkpoint
 from pyro_vae.cli import main
 
-TINY = [
-    "--epochs",
-    "1",
-    "--hidden",
-    "16",
-    "--latent-dim",
-    "2",
-    "--is-samples",
-    "5",
-    "--batch-size",
-    "500",
-    "--quiet",
-]
 RUN_FILES = {
     "config.json",
     "metrics.json",

@@ -6,7 +6,7 @@ import math
 import pyro.distributions as dist
 import pytest
 import torch
-from common import SMALL_PRIOR_OPTIONS, build_prior, prior_context
+from common import SMALL_PRIOR_OPTIONS, TINY, build_prior, prior_context
 from pyro_vae.inference import OBJECTIVES, SVIConfig, fit
 from pyro_vae.models import PRIORS, build_vae
 from torch.distributions import kl_divergence
@@ -142,20 +142,7 @@ def test_prior_options_are_checked():
 
 
 def test_cli_takes_prior_options_and_refuses_unlabelled_class_conditional(capsys, tmp_path):
-    tiny = [
-        "train",
-        "--epochs",
-        "1",
-        "--hidden",
-        "16",
-        "--latent-dim",
-        "2",
-        "--is-samples",
-        "3",
-        "--batch-size",
-        "500",
-        "--quiet",
-    ]
+    tiny = ["train", *TINY]
     assert (
         main(
             [
