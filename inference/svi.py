@@ -93,9 +93,6 @@ class FitResult:
     def wall_time(self) -> float:
         return float(sum(self.epoch_seconds))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "epochs": self.epochs, "wall_time": self.wall_time}
-
 
 def _rng_state(gen: torch.Generator) -> dict[str, torch.Tensor]:
     state = {"data": gen.get_state(), "torch": torch.get_rng_state()}

@@ -89,12 +89,13 @@ def train(
     """
     out = Path(out_dir)
     _check_out_dir(out, resume)
+    config_dict = config.to_dict()
     device = check_device(config.device)
     state = None
     if resume:
         checkpoint = load_checkpoint(out / CHECKPOINT_NAME, map_location=device)
         saved = TrainConfig.from_dict(checkpoint["config"]).to_dict()
-        wanted = config.to_dict()
+        wanted = config_dict
         differ = [
             f.name
             for f in fields(TrainConfig)
@@ -148,10 +149,10 @@ def train(
         )
 
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config.to_dict())
+    write_json(out / "config.json", config_dict)
 
     def checkpoint(_, fit_state: dict[str, Any]) -> None:
-        save_checkpoint(out / CHECKPOINT_NAME, {"config": config.to_dict(), "fit": fit_state})
+        save_checkpoint(out / CHECKPOINT_NAME, {"config": config_dict, "fit": fit_state})
 
     result = fit(
         vae,
@@ -169,12 +170,11 @@ def train(
     vae.eval()
     train_eval = evaluate(vae, train_fixed, train_y, num_samples=TRAIN_ELBO_SAMPLES)
     test_eval = evaluate(vae, test_fixed, test_y, num_samples=config.is_samples)
+    test_summary = test_eval.summary()
     eval_seconds = time.perf_counter() - start
 
     pictures = ["loss.png"]
-    plots.save_loss_curve(
-        result.losses, out / "loss.png", test_eval.summary()["elbo"], result.betas
-    )
+    plots.save_loss_curve(result.losses, out / "loss.png", test_summary["elbo"], result.betas)
     plots.save_latent_scatter(vae, test_fixed, test_y, out / "latent.png")
     pictures.append("latent.png")
     if data.image_shape is not None:
@@ -216,7 +216,7 @@ def train(
             "elbo": train_eval.summary()["elbo"],
             "elbo_samples": TRAIN_ELBO_SAMPLES,
         },
-        "test": test_eval.summary(),
+        "test": test_summary,
         "wall_time_s": {"train": result.wall_time, "evaluation": eval_seconds},
         "pictures": pictures,
         "versions": _versions(),
