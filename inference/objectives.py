@@ -1,4 +1,5 @@
-"""Variational objectives by name. Each factory takes ``num_particles`` and returns a Pyro ELBO.
+"""Variational objectives by name. Each factory takes ``num_particles`` and returns an object
+with Pyro's ``differentiable_loss(model, guide, *args, **kwargs)``.
 
 Particles are vectorized: Pyro runs the model and guide once over an extra plate (dim -2).
 """
@@ -9,6 +10,8 @@ import pyro.infer
 from pyro.infer import ELBO
 
 from pyro_vae.registry import Registry
+
+from .iwae import ImportanceWeightedELBO
 
 #: The model's only plate is ``data`` at dim -1.
 MAX_PLATE_NESTING = 1
@@ -37,3 +40,10 @@ def analytic_kl(num_particles: int = 1) -> ELBO:
         vectorize_particles=num_particles > 1,
         max_plate_nesting=MAX_PLATE_NESTING,
     )
+
+
+@OBJECTIVES.register("iwae")
+def importance_weighted(num_particles: int = 5) -> ImportanceWeightedELBO:
+    """The importance-weighted bound with K = ``num_particles`` (Burda et al. 2016), per
+    datapoint, correct under minibatch subsampling and beta (see :mod:`.iwae`)."""
+    return ImportanceWeightedELBO(num_particles)

@@ -4,16 +4,19 @@ from .likelihoods import LIKELIHOODS, Likelihood
 from .networks import Decoder, Encoder
 from .priors import PRIORS, Prior, PriorContext
 from .vae import VAE, build_vae, local_params
+from .weight_priors import WEIGHT_PRIORS, WeightPrior
 
 __all__ = [
     "LIKELIHOODS",
     "PRIORS",
     "VAE",
+    "WEIGHT_PRIORS",
     "Decoder",
     "Encoder",
     "Likelihood",
     "Prior",
     "PriorContext",
+    "WeightPrior",
     "build_vae",
     "local_params",
 ]

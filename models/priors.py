@@ -253,6 +253,24 @@ class FlowPrior(Prior):
         return dist.TransformedDistribution(base, transforms[:-1])
 
 
+class FlatPrior(Prior):
+    """An improper flat prior over z: ``base``'s distribution with ``mask(False)``.
+
+    Not in :data:`PRIORS`: under a flat prior the ELBO is unbounded. It exists for point
+    estimates of z (maximum likelihood, ``mle-pairs``); ``base`` still gives shapes and draws.
+    """
+
+    name = "flat"
+
+    def __init__(self, base: Prior) -> None:
+        super().__init__(base.latent_dim)
+        self.base = base
+        self.needs_labels = base.needs_labels
+
+    def forward(self, batch_size: int, labels: torch.Tensor | None = None):
+        return self.base(batch_size, labels).mask(False)
+
+
 PRIORS: Registry[type[Prior]] = Registry("prior")
 for _cls in (
     StandardNormalPrior,

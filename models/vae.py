@@ -8,6 +8,7 @@ passed in, so swapping either never touches this file.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -17,9 +18,12 @@ import torch
 from pyro import poutine
 from pyro.nn import PyroModule, pyro_method
 
+from pyro_vae.errors import ConfigError
+
 from .likelihoods import LIKELIHOODS, Likelihood
 from .networks import Decoder, Encoder
 from .priors import PRIORS, Prior, PriorContext
+from .weight_priors import WEIGHT_PRIORS, WeightPrior
 
 T = TypeVar("T")
 
@@ -48,6 +52,10 @@ class VAE(PyroModule):
         decoder: Network mapping z to the likelihood's parameters.
         prior: The latent prior p(z), e.g. ``PRIORS["standard-normal"](latent_dim)``.
         likelihood: The observation model p(x|z), e.g. ``LIKELIHOODS["bernoulli"](784)``.
+        weight_prior: Optional prior on the decoder's weights, e.g.
+            ``WEIGHT_PRIORS["normal"](scale=1.0)``. Every decoder tensor then becomes a global
+            sample site (named in :attr:`weight_sites`), drawn once per model call outside the
+            data plate; without one the weights are plain parameters (maximum likelihood).
 
     Both programs take the same arguments:
 
@@ -59,19 +67,64 @@ class VAE(PyroModule):
     - ``beta``: weight on the latent site in both programs, so the KL term is scaled by it.
     """
 
-    def __init__(self, encoder: Encoder, decoder: Decoder, prior: Prior, likelihood: Likelihood):
+    def __init__(
+        self,
+        encoder: Encoder,
+        decoder: Decoder,
+        prior: Prior,
+        likelihood: Likelihood,
+        weight_prior: WeightPrior | None = None,
+    ):
         # The Pyro context of a PyroModule is made at construction; make this one module-local
         # (prior and likelihood join it when assigned below).
         with pyro.settings.context(module_local_params=True):
             super().__init__()
+            initial = {} if weight_prior is None else weight_prior.attach(decoder)
         self.encoder = encoder
         self.decoder = decoder
         self.prior = prior
         self.likelihood = likelihood
+        if weight_prior is not None:
+            self.weight_prior = weight_prior
+        #: Names of the decoder's weight sites (empty without a weight prior).
+        self.weight_sites: tuple[str, ...] = tuple(f"decoder.{path}" for path in initial)
+        #: PyTorch's initial values of those sites, to start point estimates from.
+        self.initial_weights: dict[str, torch.Tensor] = {
+            f"decoder.{path}": value for path, value in initial.items()
+        }
+
+    def fix_weights(self, values: dict[str, torch.Tensor]) -> None:
+        """Replace every weight site by a plain parameter holding ``values[site]``.
+
+        Turns a fitted model with a weight prior into an ordinary VAE (point decoder) that the
+        estimators, pictures and checkpoints treat like any other.
+        """
+        missing = sorted(set(self.weight_sites) - set(values))
+        if missing:
+            raise ConfigError(f"no value for the weight sites {missing}")
+        for site in self.weight_sites:
+            owner_path, _, attr = site.rpartition(".")
+            owner = self.get_submodule(owner_path)
+            delattr(owner, attr)
+            setattr(owner, attr, torch.nn.Parameter(values[site].detach().clone()))
+        self.weight_sites = ()
+        self.initial_weights = {}
+        if hasattr(self, "weight_prior"):
+            del self.weight_prior
+
+    def _check_point_decoder(self) -> None:
+        if self.weight_sites:
+            raise ConfigError(
+                "the decoder weights are random under a weight prior; call fix_weights() "
+                "with point values first"
+            )
 
     @staticmethod
-    def _plate(
-        x: torch.Tensor | None, batch: int, num_data: int | None, indices: torch.Tensor | None
+    def data_plate(
+        x: torch.Tensor | None,
+        batch: int,
+        num_data: int | None = None,
+        indices: torch.Tensor | None = None,
     ) -> pyro.plate:
         """The data plate, scaled by num_data / batch when ``x`` is a minibatch."""
         if num_data is None or num_data == batch:
@@ -94,7 +147,9 @@ class VAE(PyroModule):
     ) -> torch.Tensor:
         """p(z) p(x|z); returns the decoder output. With ``x=None`` it draws ``batch_size`` x."""
         batch = x.shape[0] if x is not None else (batch_size or len(labels))
-        with self._plate(x, batch, num_data, indices):
+        for site in self.weight_sites:  # global sites: drawn once, outside the data plate
+            operator.attrgetter(site)(self)
+        with self.data_plate(x, batch, num_data, indices):
             with poutine.scale(scale=beta):
                 z = pyro.sample("z", self.prior(batch, labels))
             params = self.decoder(z)
@@ -114,7 +169,7 @@ class VAE(PyroModule):
         batch_size: int | None = None,
     ) -> None:
         """q(z|x) = N(z; mu_phi(x), diag sigma_phi(x)^2)."""
-        with self._plate(x, x.shape[0], num_data, indices):
+        with self.data_plate(x, x.shape[0], num_data, indices):
             loc, scale = self.encoder(x)
             with poutine.scale(scale=beta):
                 pyro.sample("z", dist.Normal(loc, scale).to_event(1))
@@ -123,6 +178,7 @@ class VAE(PyroModule):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of p(x | z = E_q[z|x]): what the model makes of ``x``."""
+        self._check_point_decoder()
         loc, _ = self.encoder(x)
         return self.likelihood.mean(self.decoder(loc))
 
@@ -130,6 +186,7 @@ class VAE(PyroModule):
     @torch.no_grad()
     def generate(self, num: int, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Means of p(x|z) for ``num`` draws z ~ p(z)."""
+        self._check_point_decoder()
         z = self.prior(num, labels).sample()
         return self.likelihood.mean(self.decoder(z))
 
@@ -149,6 +206,8 @@ def build_vae(
     likelihood_options: dict | None = None,
     data: torch.Tensor | None = None,
     num_classes: int | None = None,
+    weight_prior: str | None = None,
+    weight_prior_options: dict | None = None,
 ) -> VAE:
     """Build an MLP VAE from registry names.
 
@@ -162,6 +221,9 @@ def build_vae(
         likelihood_options: Keyword options for the likelihood.
         data: Training data, for priors that start from it (``vamp``).
         num_classes: Number of labels, for priors that condition on them.
+        weight_prior: Name in :data:`~pyro_vae.models.weight_priors.WEIGHT_PRIORS`, or
+            ``None`` for plain decoder parameters.
+        weight_prior_options: Keyword options for the weight prior.
     """
     hidden = tuple(hidden)
     encoder = Encoder(data_dim, latent_dim, hidden)
@@ -171,4 +233,7 @@ def build_vae(
         Decoder(latent_dim, data_dim, hidden[::-1]),
         PRIORS.build(prior, latent_dim, context, **(prior_options or {})),
         LIKELIHOODS.build(likelihood, data_dim, **(likelihood_options or {})),
+        None
+        if weight_prior is None
+        else WEIGHT_PRIORS.build(weight_prior, **(weight_prior_options or {})),
     )

@@ -36,6 +36,11 @@ def write_json(path: str | Path, data: Any) -> None:
     _atomic_write(Path(path), lambda handle: handle.write(text.encode()))
 
 
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8), atomically."""
+    _atomic_write(Path(path), lambda handle: handle.write(text.encode()))
+
+
 def read_json(path: str | Path) -> Any:
     """Read a JSON file, with a one-line error if it is missing or malformed."""
     try:

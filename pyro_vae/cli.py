@@ -35,10 +35,12 @@ def _typed(name: str, kind: type) -> Any:
     return parse
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
+def _add_config_options(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
     from .config import TrainConfig
 
     for f in fields(TrainConfig):
+        if f.name in skip:
+            continue
         flag = "--" + f.name.replace("_", "-")
         if f.default_factory is dict:  # prior_options -> --prior-options, alias --prior-opt
             alias = "--" + f.name.removesuffix("_options").replace("_", "-") + "-opt"
@@ -100,6 +102,65 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    from .compare import ALL_METHODS, PRESETS
+
+    compare = commands.add_parser(
+        "compare",
+        help="run several inference methods (and latent priors) on the same model and data",
+        description="Fit a grid of methods x latent priors x seeds with the same data, model "
+        "and budget; write results.md/.csv/.json and pictures side by side. Options not given "
+        "come from the preset.",
+    )
+    compare.add_argument(
+        "--preset",
+        default="default",
+        choices=list(PRESETS),
+        help="budget: quick (under 2 minutes on mnist5k, 2 CPU cores) or default (about 10)",
+    )
+    compare.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="NAME",
+        help="methods (default: " + " ".join(ALL_METHODS) + ")",
+    )
+    compare.add_argument(
+        "--priors", nargs="+", metavar="NAME", help="latent priors (default: standard-normal)"
+    )
+    compare.add_argument(
+        "--seeds", nargs="+", type=_typed("--seeds", int), metavar="N", help="seeds (default: 0)"
+    )
+    compare.add_argument(
+        "--method-opt",
+        nargs="+",
+        type=_key_value,
+        metavar="METHOD.KEY=VALUE",
+        help="method options, e.g. iwae.particles=10 nuts-latent.images=8",
+    )
+    compare.add_argument(
+        "--prior-opt",
+        nargs="+",
+        type=_key_value,
+        metavar="[PRIOR.]KEY=VALUE",
+        help="prior options, e.g. vamp.components=20 (without PRIOR. for every prior compared)",
+    )
+    compare.add_argument(
+        "--weight-prior",
+        metavar="NAME",
+        help="decoder-weight prior for the methods that take one (default: each method's own)",
+    )
+    compare.add_argument(
+        "--proposal-epochs",
+        type=_typed("--proposal-epochs", int),
+        metavar="INT",
+        help="encoder epochs (decoder frozen) for methods fitted without an encoder",
+    )
+    compare.add_argument(
+        "--num-test", type=_typed("--num-test", int), metavar="INT", help="test images used"
+    )
+    _add_config_options(compare, skip=("prior", "prior_options", "seed", "weight_prior"))
+    compare.add_argument("--out", metavar="DIR", help="results folder (default: runs/compare-TIME)")
+    compare.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
@@ -112,7 +173,7 @@ def _train(args: argparse.Namespace) -> None:
         for f in fields(TrainConfig)
         if getattr(args, f.name) is not None
     }
-    for name in ("prior_options", "likelihood_options"):
+    for name in ("prior_options", "likelihood_options", "weight_prior_options"):
         if name in given:
             given[name] = dict(given[name])
     if args.resume:
@@ -131,6 +192,49 @@ def _train(args: argparse.Namespace) -> None:
     )
 
 
+def _scoped(pairs: list[tuple[str, Any]] | None, option: str, default_scopes=None):
+    """``NAME.KEY=VALUE`` pairs as ``{NAME: {KEY: VALUE}}``; a bare KEY goes to every default
+    scope."""
+    scoped: dict[str, dict[str, Any]] = {}
+    for key, value in pairs or []:
+        scope, dot, name = key.rpartition(".")
+        if not dot:
+            if default_scopes is None:
+                raise ConfigError(f"{option} takes NAME.KEY=VALUE, not {key}={value}")
+            for scope in default_scopes:
+                scoped.setdefault(scope, {})[name] = value
+            continue
+        scoped.setdefault(scope.replace("_", "-"), {})[name] = value
+    return scoped
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from .compare import compare, preset_config
+    from .config import TrainConfig
+
+    base = {
+        f.name: getattr(args, f.name)
+        for f in fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
+    for name in ("likelihood_options", "weight_prior_options"):
+        if name in base:
+            base[name] = dict(base[name])
+    grid: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in ("methods", "priors", "seeds", "weight_prior", "proposal_epochs", "num_test")
+        if getattr(args, name) is not None
+    }
+    grid["method_options"] = _scoped(args.method_opt, "--method-opt")
+    grid["prior_options"] = _scoped(
+        args.prior_opt, "--prior-opt", grid.get("priors", ("standard-normal",))
+    )
+    config = preset_config(args.preset, base=base, **grid)
+    out = args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    results = compare(config, out, progress=not args.quiet)
+    print(f"pyro-vae compare: {len(results['rows'])} fits; results in {out}/results.md")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
     try:
@@ -138,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, or a usage error already printed in one line
         return int(done.code or 0)
     try:
-        {"train": _train}[args.command](args)
+        {"train": _train, "compare": _compare}[args.command](args)
     except PyroVAEError as err:
         print(f"pyro-vae: error: {err}", file=sys.stderr)
         return 2

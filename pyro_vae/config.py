@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from pyro_vae.inference import SVIConfig
-from pyro_vae.models import LIKELIHOODS, PRIORS
+from pyro_vae.inference import OBJECTIVES, SVIConfig
+from pyro_vae.models import LIKELIHOODS, PRIORS, WEIGHT_PRIORS
 
 from .data import BINARIZATIONS, DATASETS
 from .errors import ConfigError
@@ -49,7 +49,20 @@ class TrainConfig:
             "df=3 (student-t), learned=false (class-conditional)"
         },
     )
-    objective: str = _opt("elbo", "elbo (Monte Carlo KL) or elbo-analytic-kl")
+    weight_prior: str = _opt(
+        "flat",
+        "prior on decoder weights: "
+        + ", ".join(sorted(WEIGHT_PRIORS))
+        + " (flat = maximum likelihood; others give the MAP decoder)",
+    )
+    weight_prior_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "weight-prior options as KEY=VALUE, e.g. scale=0.5 (normal, laplace)"},
+    )
+    objective: str = _opt(
+        "elbo",
+        "elbo (Monte Carlo KL), elbo-analytic-kl or iwae: " + ", ".join(sorted(OBJECTIVES)),
+    )
     particles: int = _opt(1, "samples of z per datapoint in each ELBO estimate")
     optimizer: str = _opt("adam", "adam or clipped-adam")
     lr: float = _opt(1e-3, "learning rate")
@@ -71,7 +84,8 @@ class TrainConfig:
         BINARIZATIONS[self.binarize]
         LIKELIHOODS[self.likelihood]
         PRIORS[self.prior]
-        for name in ("prior_options", "likelihood_options"):
+        WEIGHT_PRIORS[self.weight_prior]
+        for name in ("prior_options", "likelihood_options", "weight_prior_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"{name} must be a dict, not {getattr(self, name)!r}")
         for name in ("latent_dim", "is_samples"):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
-from torchvision.utils import save_image
+from torchvision.utils import make_grid, save_image
 
 from pyro_vae.models import VAE
 
@@ -101,5 +101,92 @@ def save_loss_curve(
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per datapoint")
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _image_rows(
+    rows: dict[str, torch.Tensor], image_shape: Sequence[int], path: str | Path, per_row: int
+) -> None:
+    """One labelled row of images per entry (e.g. per method)."""
+    fig = Figure(figsize=(per_row * 0.55 + 1.8, len(rows) * 0.62 + 0.2))
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    for ax, (label, images) in zip(axes, rows.items(), strict=True):
+        grid = make_grid(_as_images(images, image_shape), nrow=per_row, padding=2, pad_value=1.0)
+        ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout(pad=0.3)
+    fig.savefig(path, dpi=110)
+
+
+def save_samples_by_method(
+    vaes: dict[str, VAE],
+    image_shape: Sequence[int],
+    path: str | Path,
+    num: int = 10,
+    num_classes: int | None = None,
+) -> None:
+    """``num`` samples from each model's p(x|z) p(z), one row per model (same seed for all);
+    class-conditional priors draw one per label ``0 .. num - 1``."""
+    rows = {}
+    for label, vae in vaes.items():
+        torch.manual_seed(0)
+        labels = None
+        if vae.prior.needs_labels:
+            device = next(vae.decoder.parameters()).device
+            labels = torch.arange(num, device=device) % (num_classes or num)
+        rows[label] = vae.generate(num, labels)
+    _image_rows(rows, image_shape, path, num)
+
+
+def save_reconstructions_by_method(
+    vaes: dict[str, VAE],
+    x: torch.Tensor,
+    image_shape: Sequence[int],
+    path: str | Path,
+    num: int = 10,
+) -> None:
+    """The data in the top row, then each model's reconstruction of it."""
+    x = x[torch.linspace(0, len(x) - 1, min(num, len(x))).round().long()]
+    rows = {"data": x} | {label: vae.reconstruct(x) for label, vae in vaes.items()}
+    _image_rows(rows, image_shape, path, len(x))
+
+
+def save_loss_curves(histories: dict[str, Sequence[float]], path: str | Path) -> None:
+    """Each method's training loss per epoch on one plot (each its own objective)."""
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
+    for label, losses in histories.items():
+        ax.plot(range(1, len(losses) + 1), losses, marker=".", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss, nats per datapoint")
+    ax.set_title("each method's own objective (not comparable across methods)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def save_nll_bars(rows: Sequence[dict], path: str | Path) -> None:
+    """Test NLL per (method, prior): the mean across seeds, error bars one sd across seeds."""
+    groups: dict[str, list[float]] = {}
+    for row in rows:
+        if "test_nll" in row:
+            groups.setdefault(f"{row['method']}\n{row['prior']}", []).append(row["test_nll"])
+    fig = Figure(figsize=(max(4.0, 1.1 * len(groups) + 1), 4))
+    ax = fig.subplots()
+    labels = list(groups)
+    means = [sum(v) / len(v) for v in groups.values()]
+    sds = [
+        (sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5 if len(v) > 1 else 0.0
+        for v, m in zip(groups.values(), means, strict=True)
+    ]
+    ax.bar(range(len(labels)), means, yerr=sds, capsize=4, color="C0")
+    ax.set_xticks(range(len(labels)), labels, fontsize=7)
+    if means:
+        low, high = min(means), max(means)
+        ax.set_ylim(low - 0.1 * (high - low + 1), high + 0.1 * (high - low + 1) + max(sds))
+    ax.set_ylabel("test NLL, nats per image (lower is better)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

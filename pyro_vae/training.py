@@ -19,6 +19,7 @@ import pyro
 import torch
 
 from pyro_vae.inference import evaluate, fit
+from pyro_vae.inference.programs import PointWeights
 from pyro_vae.models import build_vae
 
 from . import plots
@@ -33,7 +34,8 @@ RESUMABLE_CHANGES = ("epochs", "device", "is_samples")
 TRAIN_ELBO_SAMPLES = 10
 
 
-def _check_out_dir(out: Path, resume: bool) -> None:
+def check_out_dir(out: Path, resume: bool) -> None:
+    """Refuse an output folder that is a file, not writable, or (unless resuming) not empty."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output folder {str(out)!r} is a file")
     if resume:
@@ -65,7 +67,8 @@ def resume_config(out_dir: str | Path, **changes: Any) -> TrainConfig:
     return TrainConfig.from_dict({**saved, **changes})
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries a result depends on."""
     import torchvision
 
     return {
@@ -88,7 +91,7 @@ def train(
         progress: Show a progress bar on stderr.
     """
     out = Path(out_dir)
-    _check_out_dir(out, resume)
+    check_out_dir(out, resume)
     config_dict = config.to_dict()
     device = check_device(config.device)
     state = None
@@ -127,7 +130,11 @@ def train(
         prior_options=config.prior_options,
         data=train_fixed,
         num_classes=num_classes,
+        weight_prior=None if config.weight_prior == "flat" else config.weight_prior,
+        weight_prior_options=config.weight_prior_options,
     ).to(device)
+    # A weight prior makes the decoder weights global sites; AutoDelta gives their MAP value.
+    program = PointWeights(vae) if vae.weight_sites else vae
     kl_estimator = (
         "analytic"
         if config.objective == "elbo-analytic-kl" and vae.prior.analytic_kl
@@ -155,7 +162,7 @@ def train(
         save_checkpoint(out / CHECKPOINT_NAME, {"config": config_dict, "fit": fit_state})
 
     result = fit(
-        vae,
+        program,
         train_x,
         train_y,
         config=svi_config,
@@ -166,6 +173,8 @@ def train(
         progress=progress,
     )
 
+    if vae.weight_sites:
+        vae.fix_weights(program.point_weights())
     start = time.perf_counter()
     vae.eval()
     train_eval = evaluate(vae, train_fixed, train_y, num_samples=TRAIN_ELBO_SAMPLES)
@@ -202,6 +211,11 @@ def train(
             "test_seed": TEST_BINARIZATION_SEED if binarize.name == "dynamic" else None,
         },
         "likelihood": {"name": config.likelihood, "options": config.likelihood_options},
+        "weight_prior": {
+            "name": config.weight_prior,
+            "options": config.weight_prior_options,
+            "decoder_estimate": "MLE" if config.weight_prior == "flat" else "MAP",
+        },
         "prior": {
             "name": config.prior,
             "options": config.prior_options,
@@ -219,7 +233,7 @@ def train(
         "test": test_summary,
         "wall_time_s": {"train": result.wall_time, "evaluation": eval_seconds},
         "pictures": pictures,
-        "versions": _versions(),
+        "versions": versions(),
     }
     write_json(out / "metrics.json", metrics)
     return metrics
