@@ -134,6 +134,7 @@ class MethodResult:
         notes: What a reader of the results must know (how it was evaluated).
         details: Method-specific numbers.
         wall_time: Seconds, fitting and proposal fitting together.
+        program: The fitted model + guide, for inspection (e.g. ``PointLatents.latents()``).
     """
 
     method: str
@@ -143,6 +144,7 @@ class MethodResult:
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     wall_time: float = 0.0
+    program: Any = None
 
 
 class Runner:
@@ -262,6 +264,7 @@ def _with_proposal(
             f"{proposal.epochs} epochs with the decoder frozen"
         ],
         wall_time=time.perf_counter() - start,
+        program=program,
     )
 
 
@@ -296,6 +299,7 @@ def amortized_vi(objective: str | None = None, particles: int | None = None) -> 
             notes=notes,
             details={"objective": svi.objective, "particles": svi.num_particles},
             wall_time=time.perf_counter() - start,
+            program=program,
         )
 
     return Runner("iwae" if objective == "iwae" else "vae", run, svi_of)
@@ -413,6 +417,7 @@ def bayes_decoder(init_scale: float = 1e-3) -> Runner:
                 "objective": problem.svi.objective,
             },
             wall_time=time.perf_counter() - start,
+            program=program,
         )
 
     return Runner("bayes-decoder", run, check)

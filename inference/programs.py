@@ -50,6 +50,7 @@ class _Program(nn.Module):
         super().__init__()
         self.vae = vae
 
+    @local_params
     def model(self, *args: Any, **kwargs: Any) -> Any:
         return self.vae.model(*args, **kwargs)
 
@@ -68,6 +69,7 @@ class PointWeights(_Program):
         )
         self.guides.append(vae.guide)
 
+    @local_params
     def guide(self, *args: Any, **kwargs: Any) -> Any:
         return self.guides(*args, **kwargs)
 
@@ -101,6 +103,7 @@ class BayesianDecoder(_Program):
         )
         self.guides.append(vae.guide)
 
+    @local_params
     def guide(self, *args: Any, **kwargs: Any) -> Any:
         return self.guides(*args, **kwargs)
 
@@ -154,6 +157,7 @@ class PointLatents(_Program):
     ) -> pyro.plate:
         return VAE.data_plate(x, x.shape[0], num_data, indices)
 
+    @local_params
     def guide(self, *args: Any, **kwargs: Any) -> Any:
         return self.delta(*args, **kwargs)
 

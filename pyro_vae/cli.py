@@ -48,6 +48,7 @@ def _add_config_options(parser: argparse.ArgumentParser, skip: Sequence[str] = (
                 flag,
                 alias,
                 dest=f.name,
+                action="extend",
                 nargs="+",
                 type=_key_value,
                 default=None,
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument(
         "--method-opt",
+        action="extend",
         nargs="+",
         type=_key_value,
         metavar="METHOD.KEY=VALUE",
@@ -139,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument(
         "--prior-opt",
+        action="extend",
         nargs="+",
         type=_key_value,
         metavar="[PRIOR.]KEY=VALUE",
@@ -200,7 +203,7 @@ def _scoped(pairs: list[tuple[str, Any]] | None, option: str, default_scopes=Non
         scope, dot, name = key.rpartition(".")
         if not dot:
             if default_scopes is None:
-                raise ConfigError(f"{option} takes NAME.KEY=VALUE, not {key}={value}")
+                raise ConfigError(f"{option} takes METHOD.KEY=VALUE, not {key}={value}")
             for scope in default_scopes:
                 scoped.setdefault(scope, {})[name] = value
             continue

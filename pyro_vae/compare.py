@@ -137,11 +137,12 @@ def preset_config(
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     base_preset, grid_preset = PRESETS[preset]
-    options = {k: dict(v) for k, v in grid_preset["method_options"].items()}
+    methods = grid.get("methods", ALL_METHODS)
+    options = {  # the preset's options for the methods compared
+        k: dict(v) for k, v in grid_preset["method_options"].items() if k in methods
+    }
     for method, values in grid.pop("method_options", {}).items():
         options[method] = {**options.get(method, {}), **values}
-    methods = grid.get("methods", ALL_METHODS)
-    options = {k: v for k, v in options.items() if k in methods}  # preset options of others
     return CompareConfig(
         base=TrainConfig(**{**base_preset, **(base or {})}),
         **{**grid_preset, **grid, "method_options": options},

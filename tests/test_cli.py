@@ -205,3 +205,20 @@ def test_bad_option_pairs_are_refused(capsys, tmp_path):
     )
     assert "scale must be one of" in line
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_weight_prior_gives_a_map_decoder(tmp_path):
+    out = tmp_path / "map"
+    args = ["train", *TINY, "--weight-prior", "normal", "--weight-prior-opt", "scale=0.5"]
+    assert main([*args, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["weight_prior"] == {
+        "name": "normal",
+        "options": {"scale": 0.5},
+        "decoder_estimate": "MAP",
+    }
+    params = load_checkpoint(out / "checkpoint.pt")["fit"]["params"]
+    # The AutoDelta holds the decoder's weights; the VAE's decoder has none of its own.
+    assert any(k.startswith("guides.0.decoder.out.weight") for k in params)
+    assert not any(k.startswith("vae.decoder.") for k in params)
+    assert torch.isfinite(torch.tensor(metrics["test"]["log_likelihood"]))

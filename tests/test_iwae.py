@@ -1,0 +1,114 @@
+"""The importance-weighted bound: K=1 is the ELBO, it rises with K to log p(x) on pPCA, and it
+stays per-datapoint under subsampling and beta (DESIGN.md trap 4)."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from common import (
+    assert_close,
+    linear_vae,
+    ppca_log_likelihood,
+    ppca_truth,
+    set_exact_posterior,
+)
+from pyro_vae.inference import OBJECTIVES
+from pyro_vae.inference.iwae import ImportanceWeightedELBO
+from pyro_vae.inference.programs import PointWeights
+from pyro_vae.models import build_vae
+
+from pyro_vae.data import load_dataset
+from pyro_vae.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def ppca():
+    return load_dataset("ppca", num_train=400, num_test=100)
+
+
+def spoilt_ppca_vae(ppca):
+    weight, mu, sigma = ppca_truth(ppca)
+    return set_exact_posterior(linear_vae(8, 2), weight, mu, sigma, scale_factor=1.6, loc_shift=0.3)
+
+
+def bound(vae, x, k, **kwargs) -> float:
+    """IWAE_K in nats per datapoint (minus the loss over the N the plate scales to)."""
+    n = kwargs.get("num_data", x.shape[0])
+    return -ImportanceWeightedELBO(k).loss(vae.model, vae.guide, x, **kwargs) / n
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.3])
+@pytest.mark.parametrize("subsample", [False, True])
+def test_one_particle_equals_trace_elbo(ppca, beta, subsample):
+    vae = spoilt_ppca_vae(ppca)
+    x = ppca.train_x.double()
+    kwargs = {"beta": beta}
+    if subsample:
+        idx = torch.arange(50, 90)
+        x, kwargs = x[idx], {**kwargs, "num_data": 400, "indices": idx}
+    pyro.set_rng_seed(3)
+    iwae = OBJECTIVES.build("iwae", 1).differentiable_loss(vae.model, vae.guide, x, **kwargs)
+    pyro.set_rng_seed(3)
+    elbo = OBJECTIVES.build("elbo", 1).differentiable_loss(vae.model, vae.guide, x, **kwargs)
+    # The same draws: identical up to rounding.
+    assert_close(iwae.detach(), elbo.detach(), atol=1e-8, msg="IWAE K=1 vs Trace_ELBO")
+
+
+def test_one_particle_equals_trace_elbo_with_global_sites():
+    torch.manual_seed(0)
+    vae = build_vae(6, 2, (5,), likelihood="normal", weight_prior="normal")
+    program = PointWeights(vae)
+    x, idx = torch.randn(8, 6), torch.arange(2, 10)
+    kwargs = {"num_data": 40, "indices": idx, "beta": 0.5}
+    program.guide(x, **kwargs)  # the autoguide's first call runs the model: draw it first
+    pyro.set_rng_seed(1)
+    iwae = ImportanceWeightedELBO(1).differentiable_loss(program.model, program.guide, x, **kwargs)
+    pyro.set_rng_seed(1)
+    elbo = pyro.infer.Trace_ELBO().differentiable_loss(program.model, program.guide, x, **kwargs)
+    # The weight prior counts once per step, not N/B times and not inside the logsumexp.
+    assert_close(iwae.detach(), elbo.detach(), atol=1e-4, rtol=1e-6)
+
+
+def test_bound_rises_with_particles_and_reaches_log_likelihood(ppca):
+    vae = spoilt_ppca_vae(ppca)
+    x = ppca.test_x.double()
+    exact = ppca_log_likelihood(x, *ppca_truth(ppca)).mean().item()
+    # Averages over repeats, so the comparison is of expectations (repeats x 100 datapoints).
+    means = {
+        k: sum(bound(vae, x, k) for _ in range(reps)) / reps
+        for k, reps in ((1, 20), (5, 20), (50, 5), (2000, 1))
+    }
+    assert means[1] < means[5] < means[50] < means[2000] <= exact + 0.01
+    assert exact - means[1] > 1.0  # the spoilt guide leaves a gap of about 3 nats
+    assert abs(means[2000] - exact) < 0.02, (means[2000], exact)
+
+
+def test_minibatch_estimates_are_unbiased_for_the_full_data_bound(ppca):
+    # With q = p(z|x) every log weight is log p(x_i): the estimator has no noise, so the
+    # mean of the minibatch estimates must equal the full-data bound to rounding.
+    weight, mu, sigma = ppca_truth(ppca)
+    vae = set_exact_posterior(linear_vae(8, 2), weight, mu, sigma)
+    x = ppca.train_x.double()
+    full = bound(vae, x, 7)
+    order = torch.randperm(400)
+    estimates = [
+        bound(vae, x[idx], 7, num_data=400, indices=idx, beta=1.0) for idx in order.split(40)
+    ]
+    assert_close(sum(estimates) / len(estimates), full, atol=1e-9)
+    assert_close(full, ppca_log_likelihood(x, weight, mu, sigma).mean(), atol=1e-9)
+    # Each minibatch estimate is (N/B) sum over its rows, so they differ from each other.
+    assert max(estimates) - min(estimates) > 0.01
+
+
+def test_refuses_a_guide_without_reparameterization():
+    def model(x, labels=None, **_):
+        with pyro.plate("data", x.shape[0]):
+            k = pyro.sample("k", dist.Bernoulli(0.5))
+            pyro.sample("x", dist.Normal(k, 1.0), obs=x)
+
+    def guide(x, labels=None, **_):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("k", dist.Bernoulli(0.3))
+
+    with pytest.raises(ConfigError, match="reparameterizable guide; site 'k'"):
+        ImportanceWeightedELBO(3).differentiable_loss(model, guide, torch.zeros(4))

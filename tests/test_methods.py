@@ -1,0 +1,147 @@
+"""Every inference method on the same tiny model; exact checks on pPCA; bad combinations."""
+
+import pyro
+import pytest
+import torch
+from common import (
+    assert_close,
+    learned_ppca,
+    linear_vae,
+    ppca_log_likelihood,
+    ppca_maximum,
+    ppca_truth,
+    set_exact_posterior,
+)
+from pyro_vae.inference import SVIConfig, evaluate
+from pyro_vae.inference.methods import METHODS, ModelSpec, Problem
+from pyro_vae.inference.nuts import nuts_latent
+from pyro_vae.inference.programs import BayesianDecoder
+
+from pyro_vae.data import load_dataset
+from pyro_vae.errors import ConfigError, UnknownNameError
+
+#: Options that keep every method quick.
+TINY_OPTIONS = {"nuts-latent": {"images": 2, "draws": 15, "warmup": 15}}
+
+
+@pytest.fixture(scope="module")
+def ppca():
+    return load_dataset("ppca", num_train=400, num_test=100)
+
+
+def binary_problem(**changes) -> Problem:
+    torch.manual_seed(0)
+    x = (torch.rand(60, 12) < torch.linspace(0.1, 0.9, 12)).float()
+    settings = {
+        "model": ModelSpec(latent_dim=2, hidden=(8,)),
+        "svi": SVIConfig(batch_size=20, epochs=3, lr=0.01),
+        "proposal_epochs": 2,
+        "nuts_x": x[:4],
+        **changes,
+    }
+    return Problem(x, **settings)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_fits_and_is_measured_the_same_way(name):
+    problem = binary_problem()
+    result = METHODS.build(name, **TINY_OPTIONS.get(name, {}))(problem)
+    assert result.method == name
+    assert result.wall_time > 0
+    if name == "nuts-latent":
+        assert result.vae is None
+        samples = result.details["posterior"].samples
+        assert samples.shape == (2, 15, 2, 2)  # chains, draws, images, latent_dim
+        assert result.details["rhat_max"] > 0
+        return
+    assert result.history.epochs == 3
+    assert all(torch.isfinite(torch.tensor(result.history.losses)))
+    assert result.vae.weight_sites == ()  # a point decoder, whatever the method
+    measured = evaluate(result.vae, problem.x, num_samples=5)
+    assert torch.isfinite(measured.log_likelihood).all()
+    assert (measured.log_likelihood <= 0).all()  # Bernoulli: log p(x) <= 0
+    encoderless = name in ("mle-pairs", "map-pairs", "mle-prior-mc")
+    assert (result.proposal_history is not None) == encoderless
+    if encoderless:
+        assert result.proposal_history.epochs == 2
+        assert "encoder fitted afterwards" in result.notes[0]
+
+
+@pytest.mark.parametrize("name", ["map-pairs", "vae", "bayes-decoder"])
+def test_same_seed_same_result_and_nothing_in_the_global_param_store(name):
+    runs = [METHODS.build(name)(binary_problem()) for _ in range(2)]
+    assert runs[0].history.losses == runs[1].history.losses
+    # Autoguide parameters are module-local: two fits never share a value by name.
+    assert list(pyro.get_param_store().keys()) == []
+
+
+def test_vae_method_reaches_the_ppca_maximum(ppca):
+    problem = Problem(
+        ppca.train_x,
+        model=ModelSpec(
+            latent_dim=2, hidden=(), likelihood="normal", likelihood_options={"scale": "shared"}
+        ),
+        svi=SVIConfig(objective="elbo-analytic-kl", batch_size=400, epochs=400, lr=0.05),
+    )
+    vae = METHODS.build("vae")(problem).vae
+    reached = ppca_log_likelihood(ppca.train_x, *learned_ppca(vae)).mean().item()
+    best = ppca_maximum(ppca.train_x, 2)
+    # Tolerance 0.03 nats per datapoint (0.3 % of |L_max| ~ 9).
+    assert reached <= best + 1e-6
+    assert best - reached < 0.03, (reached, best)
+
+
+def test_bayes_decoder_has_a_guide_over_every_weight_site():
+    problem = binary_problem(svi=SVIConfig(batch_size=20, epochs=8, lr=0.01))
+    vae = problem.build("normal")
+    program = BayesianDecoder(vae)
+    x = problem.x
+    program.guide(x, num_data=60, indices=torch.arange(60))
+    assert set(program.point_weights()) == set(vae.weight_sites)
+    scales = program.posterior_scales()
+    assert all((s > 0).all() for s in scales.values())
+    result = METHODS.build("bayes-decoder")(problem)
+    losses = result.history.losses
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0]
+    assert result.details["weights"] == sum(v.numel() for v in vae.initial_weights.values())
+
+
+def test_nuts_matches_the_exact_ppca_posterior(ppca):
+    weight, mu, sigma = ppca_truth(ppca)
+    vae = set_exact_posterior(linear_vae(8, 2), weight, mu, sigma)
+    x = ppca.test_x[:3].double()
+    post = nuts_latent(vae, x, chains=2, draws=400, warmup=200, seed=1)
+    with torch.no_grad():
+        loc, scale = vae.encoder(x)  # the exact posterior N(M^-1 W^T (x - mu), sigma^2 M^-1)
+    assert post.rhat.max() < 1.05
+    assert post.ess.min() > 100
+    # Mean: within 4 Monte Carlo standard errors (sd / sqrt(ESS)); sd: within 15 %.
+    se = scale / post.ess.sqrt()
+    assert ((post.mean - loc).abs() < 4 * se).all(), (post.mean, loc)
+    assert_close(post.std / scale, torch.ones_like(scale), atol=0.15)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "changes", "message"),
+    [
+        ("map-pairs", {}, {"svi": SVIConfig(num_particles=5)}, "particles .*make no sense"),
+        ("mle-pairs", {}, {"weight_prior": "normal"}, "its weight prior is flat"),
+        ("bayes-decoder", {}, {"weight_prior": "flat"}, "proper weight prior"),
+        ("mle-prior-mc", {}, {"model": ModelSpec(prior="mog")}, "needs a fixed one"),
+        ("mle-prior-mc", {}, {"svi": SVIConfig(beta=0.5)}, "beta and warm-up do not apply"),
+        ("map-pairs", {}, {"model": ModelSpec(prior="vamp")}, "vamp prior is built from"),
+        ("iwae", {"particles": 0}, {}, "particles must be a positive integer"),
+        ("nuts-latent", {"chains": 1}, {}, "at least 2 chains"),
+    ],
+)
+def test_nonsense_combinations_are_refused(name, options, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        METHODS.build(name, **options).check(binary_problem(**changes))
+
+
+def test_unknown_method_and_option_list_the_valid_ones():
+    with pytest.raises(UnknownNameError, match="bayes-decoder, iwae, map-pairs, mle-pairs"):
+        METHODS.build("map")
+    with pytest.raises(ConfigError, match="'map-pairs' does not take particles; it takes: no"):
+        METHODS.build("map-pairs", particles=3)
