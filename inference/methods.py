@@ -27,13 +27,13 @@ an encoder fitted afterwards by the ELBO with the decoder frozen, for
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyro
 import torch
-from pyro_vae.models import VAE, build_vae, local_params
+from pyro_vae.models import VAE, ModelSpec, local_params
 from pyro_vae.models.priors import FlatPrior
 
 from pyro_vae.errors import ConfigError
@@ -43,18 +43,6 @@ from pyro_vae.validate import nonnegative_int, positive_float, positive_int
 from .nuts import nuts_latent
 from .programs import BayesianDecoder, PointLatents, PointWeights, PriorProposal
 from .svi import FitResult, SVIConfig, fit
-
-
-@dataclass
-class ModelSpec:
-    """The generative model and encoder every method shares (see :func:`build_vae`)."""
-
-    latent_dim: int = 20
-    hidden: Sequence[int] = (400,)
-    prior: str = "standard-normal"
-    likelihood: str = "bernoulli"
-    prior_options: dict[str, Any] = field(default_factory=dict)
-    likelihood_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -100,16 +88,8 @@ class Problem:
     def build(self, weight_prior: str | None, *, flat_latent: bool = False) -> VAE:
         """The shared model, seeded, on the data's device, with ``weight_prior`` attached."""
         pyro.set_rng_seed(self.seed)
-        spec = self.model
-        vae = build_vae(
-            self.x.shape[1],
-            spec.latent_dim,
-            spec.hidden,
-            prior=spec.prior,
-            likelihood=spec.likelihood,
-            prior_options=spec.prior_options,
-            likelihood_options=spec.likelihood_options,
-            data=self.x,
+        vae = self.model.build(
+            self.x,
             num_classes=self.num_classes,
             weight_prior=weight_prior,
             weight_prior_options=self.weight_prior_options if weight_prior else None,
@@ -117,7 +97,7 @@ class Problem:
         if flat_latent:
             with pyro.settings.context(module_local_params=True):
                 vae.prior = FlatPrior(vae.prior)
-        return vae.to(self.x.device)
+        return vae
 
 
 @dataclass

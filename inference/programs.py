@@ -40,9 +40,18 @@ def _require_weight_sites(vae: VAE, program: str) -> None:
         raise ConfigError(f"{program} needs a VAE built with a weight prior (weight_prior=...)")
 
 
-def _weights_model(vae: VAE):
-    """The model with only the decoder's weight sites visible (DESIGN.md trap 6)."""
-    return poutine.block(vae.model, expose=list(vae.weight_sites))
+def _weights_and_encoder(vae: VAE, autoguide: type, **options: Any) -> AutoGuideList:
+    """``autoguide`` over the decoder's weight sites, then the encoder guide, as one guide.
+
+    The autoguide sees the model with only the weight sites exposed (DESIGN.md trap 6); the
+    list is built on that model too, so it makes no data plate of its own (the encoder guide
+    makes the one with the minibatch's subsample indices).
+    """
+    weights_model = poutine.block(vae.model, expose=list(vae.weight_sites))
+    guides = AutoGuideList(weights_model)
+    guides.append(autoguide(weights_model, **options))
+    guides.append(vae.guide)
+    return guides
 
 
 class _Program(nn.Module):
@@ -62,12 +71,9 @@ class PointWeights(_Program):
     def __init__(self, vae: VAE) -> None:
         super().__init__(vae)
         _require_weight_sites(vae, "PointWeights")
-        weights_model = _weights_model(vae)
-        self.guides = AutoGuideList(weights_model)
-        self.guides.append(
-            AutoDelta(weights_model, init_loc_fn=init_to_value(values=vae.initial_weights))
+        self.guides = _weights_and_encoder(
+            vae, AutoDelta, init_loc_fn=init_to_value(values=vae.initial_weights)
         )
-        self.guides.append(vae.guide)
 
     @local_params
     def guide(self, *args: Any, **kwargs: Any) -> Any:
@@ -92,16 +98,12 @@ class BayesianDecoder(_Program):
     def __init__(self, vae: VAE, init_scale: float = 1e-3) -> None:
         super().__init__(vae)
         _require_weight_sites(vae, "BayesianDecoder")
-        weights_model = _weights_model(vae)
-        self.guides = AutoGuideList(weights_model)
-        self.guides.append(
-            AutoNormal(
-                weights_model,
-                init_loc_fn=init_to_value(values=vae.initial_weights),
-                init_scale=init_scale,
-            )
+        self.guides = _weights_and_encoder(
+            vae,
+            AutoNormal,
+            init_loc_fn=init_to_value(values=vae.initial_weights),
+            init_scale=init_scale,
         )
-        self.guides.append(vae.guide)
 
     @local_params
     def guide(self, *args: Any, **kwargs: Any) -> Any:

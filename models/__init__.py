@@ -3,7 +3,7 @@
 from .likelihoods import LIKELIHOODS, Likelihood
 from .networks import Decoder, Encoder
 from .priors import PRIORS, Prior, PriorContext
-from .vae import VAE, build_vae, local_params
+from .vae import VAE, ModelSpec, build_vae, local_params
 from .weight_priors import WEIGHT_PRIORS, WeightPrior
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Decoder",
     "Encoder",
     "Likelihood",
+    "ModelSpec",
     "Prior",
     "PriorContext",
     "WeightPrior",

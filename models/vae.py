@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import pyro
 import pyro.distributions as dist
@@ -237,3 +238,38 @@ def build_vae(
         if weight_prior is None
         else WEIGHT_PRIORS.build(weight_prior, **(weight_prior_options or {})),
     )
+
+
+@dataclass
+class ModelSpec:
+    """The generative model and encoder by name: what :func:`build_vae` takes besides data."""
+
+    latent_dim: int = 20
+    hidden: Sequence[int] = (400,)
+    prior: str = "standard-normal"
+    likelihood: str = "bernoulli"
+    prior_options: dict[str, Any] = field(default_factory=dict)
+    likelihood_options: dict[str, Any] = field(default_factory=dict)
+
+    def build(
+        self,
+        data: torch.Tensor,
+        *,
+        num_classes: int | None = None,
+        weight_prior: str | None = None,
+        weight_prior_options: dict | None = None,
+    ) -> VAE:
+        """The VAE for ``data`` (``(num_data, features)``), on the data's device."""
+        return build_vae(
+            data.shape[1],
+            self.latent_dim,
+            self.hidden,
+            prior=self.prior,
+            likelihood=self.likelihood,
+            prior_options=self.prior_options,
+            likelihood_options=self.likelihood_options,
+            data=data,
+            num_classes=num_classes,
+            weight_prior=weight_prior,
+            weight_prior_options=weight_prior_options,
+        ).to(data.device)

@@ -87,32 +87,32 @@ class FlatWeightPrior(WeightPrior):
         return dist.Normal(zeros, 1.0).to_event(len(shape)).mask(False)
 
 
-class NormalWeightPrior(WeightPrior):
+class _ScaleFamilyWeightPrior(WeightPrior):
+    """w ~ family(0, scale), one fixed scale for every weight."""
+
+    family: type[dist.TorchDistribution]
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        positive_float(f"{self.name} weight-prior scale", scale)
+        self.scale = float(scale)
+
+    def site_prior(self, index: int, shape: torch.Size) -> dist.TorchDistribution:
+        return self.family(self._zeros(shape), self.scale).to_event(len(shape))
+
+
+class NormalWeightPrior(_ScaleFamilyWeightPrior):
     """w ~ Normal(0, scale): MAP is weight decay with penalty ``1 / (2 scale^2)``."""
 
     name = "normal"
-
-    def __init__(self, scale: float = 1.0) -> None:
-        super().__init__()
-        positive_float("normal weight-prior scale", scale)
-        self.scale = float(scale)
-
-    def site_prior(self, index: int, shape: torch.Size) -> dist.TorchDistribution:
-        return dist.Normal(self._zeros(shape), self.scale).to_event(len(shape))
+    family = dist.Normal
 
 
-class LaplaceWeightPrior(WeightPrior):
+class LaplaceWeightPrior(_ScaleFamilyWeightPrior):
     """w ~ Laplace(0, scale): MAP is an L1 penalty ``|w| / scale`` (sparse weights)."""
 
     name = "laplace"
-
-    def __init__(self, scale: float = 1.0) -> None:
-        super().__init__()
-        positive_float("laplace weight-prior scale", scale)
-        self.scale = float(scale)
-
-    def site_prior(self, index: int, shape: torch.Size) -> dist.TorchDistribution:
-        return dist.Laplace(self._zeros(shape), self.scale).to_event(len(shape))
+    family = dist.Laplace
 
 
 class HierarchicalWeightPrior(WeightPrior):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pyro_vae.inference import evaluate
-from pyro_vae.inference.methods import METHODS, MethodResult, ModelSpec, Problem
+from pyro_vae.inference.methods import METHODS, MethodResult, Problem
 from pyro_vae.models import PRIORS, WEIGHT_PRIORS
 
 from . import plots
@@ -154,14 +154,7 @@ def _problem(config: CompareConfig, prior: str, seed: int, data, device, test_x,
     return Problem(
         data.train_x.to(device),
         None if data.train_y is None else data.train_y.to(device),
-        ModelSpec(
-            latent_dim=base.latent_dim,
-            hidden=base.hidden,
-            prior=prior,
-            likelihood=base.likelihood,
-            prior_options=config.prior_options.get(prior, {}),
-            likelihood_options=base.likelihood_options,
-        ),
+        base.model_spec(prior=prior, prior_options=config.prior_options.get(prior, {})),
         base.svi_config(),
         binarization=base.binarize,
         weight_prior=config.weight_prior,

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from pyro_vae.inference import OBJECTIVES, SVIConfig
-from pyro_vae.models import LIKELIHOODS, PRIORS, WEIGHT_PRIORS
+from pyro_vae.models import LIKELIHOODS, PRIORS, WEIGHT_PRIORS, ModelSpec
 
 from .data import BINARIZATIONS, DATASETS
 from .errors import ConfigError
@@ -108,6 +108,21 @@ class TrainConfig:
             beta=self.beta,
             warmup_epochs=self.warmup_epochs,
         )
+
+    def model_spec(self, **changes: Any) -> ModelSpec:
+        """The model part of the run (``changes`` override fields, e.g. ``prior=``)."""
+        values = {
+            name: getattr(self, name)
+            for name in (
+                "latent_dim",
+                "hidden",
+                "prior",
+                "likelihood",
+                "prior_options",
+                "likelihood_options",
+            )
+        }
+        return ModelSpec(**{**values, **changes})
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "hidden": list(self.hidden)}

@@ -20,7 +20,6 @@ import torch
 
 from pyro_vae.inference import evaluate, fit
 from pyro_vae.inference.programs import PointWeights
-from pyro_vae.models import build_vae
 
 from . import plots
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, read_json, save_checkpoint, write_json
@@ -120,19 +119,12 @@ def train(
 
     pyro.set_rng_seed(config.seed)
     num_classes = None if train_y is None else int(train_y.max()) + 1
-    vae = build_vae(
-        data.data_dim,
-        config.latent_dim,
-        config.hidden,
-        prior=config.prior,
-        likelihood=config.likelihood,
-        likelihood_options=config.likelihood_options,
-        prior_options=config.prior_options,
-        data=train_fixed,
+    vae = config.model_spec().build(
+        train_fixed,
         num_classes=num_classes,
         weight_prior=None if config.weight_prior == "flat" else config.weight_prior,
         weight_prior_options=config.weight_prior_options,
-    ).to(device)
+    )
     # A weight prior makes the decoder weights global sites; AutoDelta gives their MAP value.
     program = PointWeights(vae) if vae.weight_sites else vae
     kl_estimator = (
