@@ -33,7 +33,7 @@ from typing import Any
 
 import pyro
 import torch
-from pyro_vae.models import VAE, ModelSpec, local_params
+from pyro_vae.models import VAE, WEIGHT_PRIORS, ModelSpec, local_params
 from pyro_vae.models.priors import FlatPrior
 
 from pyro_vae.errors import ConfigError
@@ -372,8 +372,9 @@ def bayes_decoder(init_scale: float = 1e-3) -> Runner:
     positive_float("bayes-decoder init_scale", init_scale)
 
     def check(problem: Problem) -> None:
-        if _weight_prior(problem, "normal") == "flat":
-            raise ConfigError("bayes-decoder needs a proper weight prior, not 'flat'")
+        name = _weight_prior(problem, "normal")
+        if not WEIGHT_PRIORS[name].proper:
+            raise ConfigError(f"bayes-decoder needs a proper weight prior, not {name!r}")
 
     def run(problem: Problem, reference: MethodResult | None) -> MethodResult:
         start = time.perf_counter()

@@ -139,7 +139,6 @@ class PointLatents(_Program):
     def __init__(self, vae: VAE, x: torch.Tensor, labels: torch.Tensor | None = None) -> None:
         super().__init__(vae)
         _require_weight_sites(vae, "PointLatents")
-        self.num_data = x.shape[0]
         self.delta = AutoDelta(
             vae.model,
             init_loc_fn=init_to_value(values=vae.initial_weights, fallback=init_to_sample),
