@@ -149,19 +149,19 @@ def preset_config(
     )
 
 
-def _problem(config: CompareConfig, prior: str, seed: int, data, device, test_x, test_y) -> Problem:
+def _problem(config: CompareConfig, prior: str, seed: int, train, test) -> Problem:
+    """One cell of the grid; ``train`` and ``test`` are ``(x, labels)`` on the run's device."""
     base = config.base
     return Problem(
-        data.train_x.to(device),
-        None if data.train_y is None else data.train_y.to(device),
+        *train,
         base.model_spec(prior=prior, prior_options=config.prior_options.get(prior, {})),
         base.svi_config(),
         binarization=base.binarize,
         weight_prior=config.weight_prior,
         weight_prior_options=base.weight_prior_options,
         proposal_epochs=config.proposal_epochs,
-        nuts_x=test_x,
-        nuts_labels=test_y,
+        nuts_x=test[0],
+        nuts_labels=test[1],
         seed=seed,
     )
 
@@ -283,22 +283,23 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
     num_test = min(config.num_test or len(data.test_x), len(data.test_x))
     test_x = binarize.fixed(data.test_x[:num_test].to(device))
     test_y = None if data.test_y is None else data.test_y[:num_test].to(device)
-    train_fixed = binarize.fixed(data.train_x.to(device))
+    train_x = data.train_x.to(device)
+    train_fixed = binarize.fixed(train_x)
     train_y = None if data.train_y is None else data.train_y.to(device)
     runners = {m: METHODS.build(m, **config.method_options.get(m, {})) for m in config.methods}
     problems = {
-        (prior, seed): _problem(config, prior, seed, data, device, test_x, test_y)
+        (prior, seed): _problem(config, prior, seed, (train_x, train_y), (test_x, test_y))
         for seed in config.seeds
         for prior in config.priors
     }
-    for (prior, _), problem in problems.items():  # refuse bad cells before any work
+    for prior in config.priors:  # refuse bad cells before any work (seeds change nothing here)
+        problem = problems[prior, config.seeds[0]]
         for runner in runners.values():
             runner.check(problem)
-        likelihood = problem.build(None).likelihood  # prior, likelihood and their options
+        # builds the prior (refusing e.g. class-conditional without labels) and the likelihood
+        likelihood = problem.build(None).likelihood
         likelihood.check_data(train_fixed)
         likelihood.check_data(test_x)
-        if PRIORS[prior].needs_labels and data.train_y is None:
-            raise ConfigError(f"the {prior} prior needs labels; {config.base.dataset} has none")
     if config.base.batch_size > len(data.train_x):
         raise ConfigError(
             f"batch_size {config.base.batch_size} exceeds the {len(data.train_x)} training images"
