@@ -32,7 +32,9 @@ class Evaluation(NamedTuple):
     - ``log_likelihood``: log (1/K) sum_k p(x, z_k) / q(z_k|x), the importance-sampled log p(x)
       (a lower bound in expectation that tightens as K grows);
     - ``reconstruction``: mean of log p(x|z) under q;
-    - ``kl``: Monte Carlo KL(q(z|x) || p(z)) = reconstruction - elbo.
+    - ``kl``: Monte Carlo KL(q(z|x) || p(z)) = reconstruction - elbo;
+    - ``log_weights``: with ``keep_log_weights=True``, every log p(x, z_k) - log q(z_k|x),
+      ``(num_data, K)`` (the raw material of PSIS / Pareto k-hat); otherwise ``None``.
     """
 
     elbo: torch.Tensor
@@ -40,6 +42,7 @@ class Evaluation(NamedTuple):
     reconstruction: torch.Tensor
     kl: torch.Tensor
     num_samples: int
+    log_weights: torch.Tensor | None = None
 
     def summary(self) -> dict[str, float]:
         """Means over datapoints, and the IS negative log-likelihood, as plain floats."""
@@ -127,6 +130,7 @@ def evaluate(
     num_samples: int = 1000,
     batch_size: int = 100,
     max_elements: int = MAX_ELEMENTS,
+    keep_log_weights: bool = False,
 ) -> Evaluation:
     """ELBO, importance-sampled log p(x), reconstruction and KL for every datapoint.
 
@@ -137,25 +141,32 @@ def evaluate(
         num_samples: K, draws from the guide per datapoint.
         batch_size: Datapoints per chunk.
         max_elements: Cap on particles x datapoints x features per chunk.
+        keep_log_weights: Also return every log importance weight, ``(num_data, K)``.
     """
     _check(num_samples, batch_size)
     n = x.shape[0]
     lse = torch.full((n,), -math.inf, dtype=torch.float64, device=x.device)
     elbo = torch.zeros(n, dtype=torch.float64, device=x.device)
     recon = torch.zeros(n, dtype=torch.float64, device=x.device)
+    kept = torch.empty(n, num_samples, dtype=x.dtype, device=x.device) if keep_log_weights else None
+    filled = [0] * n
     for rows, observed, latent in _chunks(
         program, x, labels, num_samples, batch_size, max_elements
     ):
-        log_w = (observed + latent).double()
+        log_w = observed + latent
+        if kept is not None:
+            col = filled[rows.start]
+            kept[rows, col : col + log_w.shape[0]] = log_w.T
+            filled[rows.start] += log_w.shape[0]
+        log_w = log_w.double()
         lse[rows] = torch.logaddexp(lse[rows], torch.logsumexp(log_w, dim=0))
         elbo[rows] += log_w.sum(0)
         recon[rows] += observed.double().sum(0)
     elbo /= num_samples
     recon /= num_samples
-    return Evaluation(elbo, lse - math.log(num_samples), recon, recon - elbo, num_samples)
+    return Evaluation(elbo, lse - math.log(num_samples), recon, recon - elbo, num_samples, kept)
 
 
-@torch.no_grad()
 def log_importance_weights(
     program: Program,
     x: torch.Tensor,
@@ -169,14 +180,12 @@ def log_importance_weights(
 
     The raw material of PSIS / Pareto k-hat diagnostics (one row per datapoint).
     """
-    _check(num_samples, batch_size)
-    out = torch.empty(x.shape[0], num_samples, dtype=x.dtype, device=x.device)
-    filled = torch.zeros(x.shape[0], dtype=torch.long)
-    for rows, observed, latent in _chunks(
-        program, x, labels, num_samples, batch_size, max_elements
-    ):
-        k = observed.shape[0]
-        col = int(filled[rows.start])
-        out[rows, col : col + k] = (observed + latent).T
-        filled[rows] += k
-    return out
+    return evaluate(
+        program,
+        x,
+        labels,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        max_elements=max_elements,
+        keep_log_weights=True,
+    ).log_weights

@@ -86,8 +86,9 @@ class LocationScaleLikelihood(Likelihood):
 
     Args:
         data_dim: Number of features.
-        scale: ``"per-feature"`` (one learned scale per pixel) or ``"shared"`` (one scalar).
-        init_scale: Initial value of the scale.
+        scale: ``"per-feature"`` (one learned scale per pixel), ``"shared"`` (one learned
+            scalar) or ``"fixed"`` (``init_scale`` throughout, not learned).
+        init_scale: Initial (or, with ``"fixed"``, the) value of the scale.
     """
 
     support = "real"
@@ -95,13 +96,16 @@ class LocationScaleLikelihood(Likelihood):
 
     def __init__(self, data_dim: int, scale: str = "per-feature", init_scale: float = 1.0) -> None:
         super().__init__(data_dim)
-        shapes = {"per-feature": (data_dim,), "shared": ()}
+        shapes = {"per-feature": (data_dim,), "shared": (), "fixed": ()}
         if scale not in shapes:
             raise ConfigError(
                 f"{self.name} likelihood: scale must be one of {sorted(shapes)}, not {scale!r}"
             )
         if not init_scale > MIN_SCALE:
             raise ConfigError(f"{self.name} likelihood: init_scale must exceed {MIN_SCALE}")
+        if scale == "fixed":
+            self.register_buffer("scale", torch.tensor(float(init_scale)))
+            return
         self.scale = PyroParam(
             torch.full(shapes[scale], float(init_scale)),
             constraint=constraints.greater_than(MIN_SCALE),
