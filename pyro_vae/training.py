@@ -19,13 +19,13 @@ import pyro
 import torch
 
 from pyro_vae.inference import evaluate, fit
-from pyro_vae.inference.programs import PointWeights
 
 from . import plots
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, read_json, save_checkpoint, write_json
 from .config import TrainConfig, check_device
 from .data import BINARIZATIONS, TEST_BINARIZATION_SEED, load_dataset
 from .errors import CheckpointError, ConfigError
+from .runs import build_program
 
 #: Settings that may change when a run is resumed; all others must match the saved run.
 RESUMABLE_CHANGES = ("epochs", "device", "is_samples")
@@ -119,14 +119,8 @@ def train(
 
     pyro.set_rng_seed(config.seed)
     num_classes = None if train_y is None else int(train_y.max()) + 1
-    vae = config.model_spec().build(
-        train_fixed,
-        num_classes=num_classes,
-        weight_prior=None if config.weight_prior == "flat" else config.weight_prior,
-        weight_prior_options=config.weight_prior_options,
-    )
     # A weight prior makes the decoder weights global sites; AutoDelta gives their MAP value.
-    program = PointWeights(vae) if vae.weight_sites else vae
+    vae, program = build_program(config, train_fixed, num_classes)
     kl_estimator = (
         "analytic"
         if config.objective == "elbo-analytic-kl" and vae.prior.analytic_kl

@@ -1,0 +1,113 @@
+"""Run folders: build the program a config describes, and load a trained run back.
+
+``pyro-vae train`` and :func:`load_run` build the model through :func:`build_program`, so a run
+folder (``config.json`` + ``checkpoint.pt``) always reloads into the model that wrote it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from pyro_vae.inference.programs import PointWeights
+from pyro_vae.inference.svi import Program
+from pyro_vae.models import VAE
+
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .config import TrainConfig, check_device
+from .data import BINARIZATIONS, Dataset, load_dataset
+from .errors import CheckpointError, ConfigError
+
+
+def build_program(
+    config: TrainConfig, train_x: torch.Tensor, num_classes: int | None
+) -> tuple[VAE, Program]:
+    """The VAE ``config`` describes, and the program SVI fits.
+
+    With a weight prior other than ``flat`` the decoder weights are global sites and the
+    program is :class:`~pyro_vae.inference.programs.PointWeights` (MAP decoder); otherwise it
+    is the VAE itself (maximum-likelihood decoder).
+    """
+    vae = config.model_spec().build(
+        train_x,
+        num_classes=num_classes,
+        weight_prior=None if config.weight_prior == "flat" else config.weight_prior,
+        weight_prior_options=config.weight_prior_options,
+    )
+    return vae, (PointWeights(vae) if vae.weight_sites else vae)
+
+
+class Run(NamedTuple):
+    """A trained run, loaded: its config, point-decoder VAE, and data as it was modelled.
+
+    ``train_x`` / ``test_x`` are binarized once as the run's metrics were (test seed fixed);
+    ``epochs`` counts the epochs in the checkpoint.
+    """
+
+    folder: Path
+    config: TrainConfig
+    vae: VAE
+    data: Dataset
+    train_x: torch.Tensor
+    train_y: torch.Tensor | None
+    test_x: torch.Tensor
+    test_y: torch.Tensor | None
+    epochs: int
+
+
+def load_run(folder: str | Path, *, device: str | None = None, data_dir: str | None = None) -> Run:
+    """Load the run in ``folder`` (written by ``pyro-vae train``) for evaluation.
+
+    Args:
+        folder: The run folder.
+        device: Where to put model and data (default: the run's own device).
+        data_dir: Where to find the data set, if not where the run found it.
+
+    Raises:
+        CheckpointError: The folder is missing, holds no checkpoint, or was written by an
+            incompatible version or configuration.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"run folder {str(folder)!r} does not exist")
+    checkpoint = load_checkpoint(folder / CHECKPOINT_NAME)
+    try:
+        saved = dict(checkpoint["config"])
+        state = checkpoint["fit"]
+        params, epochs = state["params"], len(state["history"]["losses"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{folder / CHECKPOINT_NAME} lacks the config or fit state") from None
+    if device is not None:
+        saved["device"] = device
+    if data_dir is not None:
+        saved["data_dir"] = data_dir
+    try:
+        config = TrainConfig.from_dict(saved)
+    except ConfigError as err:
+        raise CheckpointError(
+            f"the run in {folder} was written by an incompatible pyro-vae version: {err}"
+        ) from None
+    dev = check_device(config.device)
+    data = load_dataset(config.dataset, config.data_dir)
+    binarize = BINARIZATIONS[config.binarize]
+    train_x = binarize.fixed(data.train_x.to(dev))
+    test_x = binarize.fixed(data.test_x.to(dev))
+    train_y = None if data.train_y is None else data.train_y.to(dev)
+    test_y = None if data.test_y is None else data.test_y.to(dev)
+    num_classes = None if train_y is None else int(train_y.max()) + 1
+    vae, program = build_program(config, train_x, num_classes)
+    with torch.no_grad():  # create lazily built autoguide parameters before loading
+        program.guide(train_x[:1], None if train_y is None else train_y[:1])
+    try:
+        program.load_state_dict({k: v.to(dev) for k, v in params.items()})
+    except (RuntimeError, AttributeError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"the checkpoint in {folder} does not fit the model its config describes ({first})"
+        ) from None
+    if vae.weight_sites:
+        vae.fix_weights(program.point_weights())
+    vae.eval()
+    return Run(folder, config, vae, data, train_x, train_y, test_x, test_y, epochs)
