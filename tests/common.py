@@ -63,6 +63,21 @@ def ppca_maximum(x, latent_dim: int) -> float:
     )
 
 
+def ppca_mle_fixed_noise(x, latent_dim: int, sigma: float):
+    """Tipping & Bishop's MLE of W with the noise sigma held fixed: W = U_q max(Lambda_q -
+    sigma^2, 0)^(1/2), orthogonal columns; directions with lambda_j <= sigma^2 get zero columns.
+
+    Returns (W, mu, eigenvalues of the sample covariance, largest first).
+    """
+    x = x.double()
+    mu = x.mean(0)
+    centred = x - mu
+    eig, vecs = torch.linalg.eigh(centred.T @ centred / len(x))
+    eig, vecs = eig.flip(0), vecs.flip(1)
+    scales = (eig[:latent_dim] - sigma**2).clamp(min=0).sqrt()
+    return vecs[:, :latent_dim] * scales, mu, eig
+
+
 def linear_vae(data_dim: int, latent_dim: int) -> VAE:
     """Linear-Gaussian VAE: linear encoder and decoder, normal likelihood with one shared scale."""
     return build_vae(
