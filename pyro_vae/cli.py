@@ -35,10 +35,13 @@ def _typed(name: str, kind: type) -> Any:
     return parse
 
 
-def _add_config_options(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+def _add_config_options(
+    parser: argparse.ArgumentParser, config_class: type | None = None, skip: Sequence[str] = ()
+) -> None:
+    """One option per field of a config dataclass (default :class:`TrainConfig`)."""
     from .config import TrainConfig
 
-    for f in fields(TrainConfig):
+    for f in fields(config_class or TrainConfig):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
@@ -63,9 +66,8 @@ def _add_config_options(parser: argparse.ArgumentParser, skip: Sequence[str] = (
                 flag, nargs="+", type=_typed(flag, int), default=None, metavar="N", help=help_text
             )
         elif default is None or isinstance(default, str):
-            parser.add_argument(
-                flag, default=None, metavar="NAME" if default else "PATH", help=help_text
-            )
+            metavar = f.metadata.get("metavar", "NAME" if default else "PATH")
+            parser.add_argument(flag, default=None, metavar=metavar, help=help_text)
         else:
             parser.add_argument(
                 flag,
@@ -164,6 +166,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(compare, skip=("prior", "prior_options", "seed", "weight_prior"))
     compare.add_argument("--out", metavar="DIR", help="results folder (default: runs/compare-TIME)")
     compare.add_argument("--quiet", action="store_true", help="no progress output")
+
+    from .diagnose import DiagnoseConfig
+
+    diagnose = commands.add_parser(
+        "diagnose",
+        help="diagnose a trained run: k-hat, collapse, gaps, NUTS, ELPD (ArviZ)",
+        description="Importance-sampled log p(x) with Pareto k-hat per image, posterior "
+        "collapse, the aggregate posterior, approximation and amortization gaps, q(z|x) "
+        "against NUTS, and ELPD differences to other runs; writes report.md, "
+        "diagnostics.json, inference_data.nc and pictures.",
+    )
+    diagnose.add_argument("run", metavar="RUN", help="run folder written by pyro-vae train")
+    diagnose.add_argument(
+        "--against",
+        nargs="+",
+        default=(),
+        metavar="RUN",
+        help="other run folders on the same data to compare by ELPD",
+    )
+    _add_config_options(diagnose, DiagnoseConfig)
+    diagnose.add_argument("--out", metavar="DIR", help="output folder (default: RUN/diagnostics)")
+    diagnose.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
@@ -238,6 +262,31 @@ def _compare(args: argparse.Namespace) -> None:
     print(f"pyro-vae compare: {len(results['rows'])} fits; results in {out}/results.md")
 
 
+def _diagnose(args: argparse.Namespace) -> None:
+    from .diagnose import DiagnoseConfig, diagnose
+
+    given = {
+        f.name: getattr(args, f.name)
+        for f in fields(DiagnoseConfig)
+        if getattr(args, f.name) is not None
+    }
+    report = diagnose(
+        args.run,
+        DiagnoseConfig(**given),
+        out_dir=args.out,
+        against=tuple(args.against),
+        progress=not args.quiet,
+    )
+    imp, col = report["importance"], report["collapse"]
+    out = args.out or f"{args.run}/diagnostics"
+    print(
+        f"{report['dataset']}: log p(x) {imp['log_likelihood']:.2f} nats per image "
+        f"(K={imp['num_samples']}), k-hat > 0.7 for "
+        f"{100 * imp['khat_shares']['bad (> 0.7)']:.1f} % of images, "
+        f"{col['active_units']}/{col['latent_dim']} active units; report: {out}/report.md"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
     try:
@@ -245,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, or a usage error already printed in one line
         return int(done.code or 0)
     try:
-        {"train": _train, "compare": _compare}[args.command](args)
+        {"train": _train, "compare": _compare, "diagnose": _diagnose}[args.command](args)
     except PyroVAEError as err:
         print(f"pyro-vae: error: {err}", file=sys.stderr)
         return 2

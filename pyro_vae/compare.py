@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from pyro_vae.inference import evaluate
 from pyro_vae.inference.methods import METHODS, MethodResult, Problem
 from pyro_vae.models import PRIORS, WEIGHT_PRIORS
@@ -24,6 +26,7 @@ from . import plots
 from .checkpoint import write_json, write_text
 from .config import TrainConfig, check_device
 from .data import BINARIZATIONS, TEST_BINARIZATION_SEED, load_dataset
+from .diagnostics import MIN_IS_SAMPLES, elpd_comparison, pareto_diagnostics, posterior_collapse
 from .errors import ConfigError
 from .training import TRAIN_ELBO_SAMPLES, check_out_dir, versions
 from .validate import nonnegative_int, positive_int
@@ -167,6 +170,8 @@ def _problem(config: CompareConfig, prior: str, seed: int, train, test) -> Probl
 
 
 def _row(result: MethodResult, prior: str, seed: int, train_x, train_y, test_x, test_y, k: int):
+    """The table row of one fit, and its per-image test log-likelihoods (``None`` if it has no
+    model to score)."""
     row: dict[str, Any] = {
         "method": result.method,
         "prior": prior,
@@ -175,20 +180,42 @@ def _row(result: MethodResult, prior: str, seed: int, train_x, train_y, test_x, 
         "wall_time_s": result.wall_time,
         "notes": "; ".join(result.notes),
     }
+    per_image = None
     if result.vae is not None:
         result.vae.eval()
         train = evaluate(result.vae, train_x, train_y, num_samples=TRAIN_ELBO_SAMPLES)
-        test = evaluate(result.vae, test_x, test_y, num_samples=k).summary()
+        test = evaluate(result.vae, test_x, test_y, num_samples=k, keep_log_weights=True)
+        summary = test.summary()
+        per_image = test.log_likelihood
         row.update(
             train_elbo=train.elbo.mean().item(),
-            test_elbo=test["elbo"],
-            test_nll=test["nll"],
+            test_elbo=summary["elbo"],
+            test_nll=summary["nll"],
             is_samples=k,
-            reconstruction=test["reconstruction"],
-            kl=test["kl"],
+            reconstruction=summary["reconstruction"],
+            kl=summary["kl"],
+            active_units=posterior_collapse(result.vae, test_x, test_y).active_units,
         )
+        if k >= MIN_IS_SAMPLES:
+            shares = pareto_diagnostics(test).khat_shares()
+            row.update(khat_good=shares["good (< 0.5)"], khat_bad=shares["bad (> 0.7)"])
     row.update({k: v for k, v in result.details.items() if k != "posterior"})
-    return row
+    return row, per_image
+
+
+def _add_elpd(rows: list[dict[str, Any]], per_image: list[torch.Tensor | None]) -> None:
+    """Per seed, each fit's ELPD difference to that seed's best fit and its standard error."""
+    for seed in dict.fromkeys(r["seed"] for r in rows):
+        fits = {
+            i: values
+            for i, (row, values) in enumerate(zip(rows, per_image, strict=True))
+            if row["seed"] == seed and values is not None
+        }
+        if not fits:
+            continue
+        for entry in elpd_comparison({str(i): v for i, v in fits.items()}):
+            row = rows[int(entry["fit"])]
+            row.update(elpd=entry["elpd"], elpd_diff=entry["elpd_diff"], elpd_dse=entry["dse"])
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -205,6 +232,8 @@ def results_table(rows: list[dict[str, Any]]) -> str:
         ("test NLL", "test_nll"),
         ("recon.", "reconstruction"),
         ("KL", "kl"),
+        ("active units", "active_units"),
+        ("share k-hat > 0.7", "khat_bad"),
         ("fit time (s)", "wall_time_s"),
     ]
     lines = [
@@ -219,6 +248,31 @@ def results_table(rows: list[dict[str, Any]]) -> str:
         ]
         lines.append(f"| {method} | {prior} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _elpd_section(rows: list[dict[str, Any]]) -> list[str]:
+    scored = [r for r in rows if "elpd" in r]
+    if not scored:
+        return []
+    lines = [
+        "",
+        "## Model comparison: ELPD on the test images",
+        "",
+        "ELPD = sum over test images of log p(x_i) (importance-sampled, held out). Each fit "
+        "against the best fit of its seed: the difference and the standard error of the "
+        "pointwise differences (as `arviz.compare` computes it). A difference smaller than "
+        "about two standard errors does not separate the fits.",
+        "",
+        "| seed | method | prior | ELPD | ELPD diff | SE of diff | k-hat < 0.5 | active units |",
+        "|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(scored, key=lambda r: (r["seed"], r["elpd_diff"])):
+        good = f"{100 * r['khat_good']:.0f} %" if "khat_good" in r else "—"
+        lines.append(
+            f"| {r['seed']} | {r['method']} | {r['prior']} | {r['elpd']:.1f} | "
+            f"{r['elpd_diff']:.1f} | {r['elpd_dse']:.1f} | {good} | {r['active_units']} |"
+        )
+    return lines
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -269,6 +323,7 @@ def _report(config: CompareConfig, rows, summary: dict[str, Any], pictures: list
             f"{r['sd_ratio_q_over_nuts']:.2f} | {r['wall_time_s']:.1f} |"
             for r in nuts
         ]
+    lines += _elpd_section(rows)
     lines += ["", "## Pictures", ""] + [f"![{p}]({p})" for p in pictures]
     return "\n".join(lines) + "\n"
 
@@ -309,6 +364,7 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
     write_json(out / "config.json", config.to_dict())
     k = config.base.is_samples
     rows: list[dict[str, Any]] = []
+    per_image: list[torch.Tensor | None] = []
     shown: dict[str, MethodResult] = {}
     histories: dict[str, list[float]] = {}
     for (prior, seed), problem in problems.items():
@@ -316,8 +372,9 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
         for method, runner in runners.items():
             result = runner(problem, reference=done.get("vae"))
             done[method] = result
-            row = _row(result, prior, seed, train_fixed, train_y, test_x, test_y, k)
+            row, values = _row(result, prior, seed, train_fixed, train_y, test_x, test_y, k)
             rows.append(row)
+            per_image.append(values)
             if progress:
                 nll = f"test NLL {row['test_nll']:.2f}" if "test_nll" in row else "done"
                 print(
@@ -333,6 +390,7 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
                 if result.history.losses:
                     histories[label] = result.history.losses
 
+    _add_elpd(rows, per_image)
     pictures = ["loss.png", "nll.png"]
     plots.save_loss_curves(histories, out / "loss.png")
     plots.save_nll_bars(rows, out / "nll.png")

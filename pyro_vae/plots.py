@@ -105,7 +105,7 @@ def save_loss_curve(
     fig.savefig(path, dpi=110)
 
 
-def _image_rows(
+def save_image_rows(
     rows: dict[str, torch.Tensor], image_shape: Sequence[int], path: str | Path, per_row: int
 ) -> None:
     """One labelled row of images per entry (e.g. per method)."""
@@ -138,7 +138,7 @@ def save_samples_by_method(
             device = next(vae.decoder.parameters()).device
             labels = torch.arange(num, device=device) % (num_classes or num)
         rows[label] = vae.generate(num, labels)
-    _image_rows(rows, image_shape, path, num)
+    save_image_rows(rows, image_shape, path, num)
 
 
 def save_reconstructions_by_method(
@@ -151,7 +151,7 @@ def save_reconstructions_by_method(
     """The data in the top row, then each model's reconstruction of it."""
     x = x[torch.linspace(0, len(x) - 1, min(num, len(x))).round().long()]
     rows = {"data": x} | {label: vae.reconstruct(x) for label, vae in vaes.items()}
-    _image_rows(rows, image_shape, path, len(x))
+    save_image_rows(rows, image_shape, path, len(x))
 
 
 def save_loss_curves(histories: dict[str, Sequence[float]], path: str | Path) -> None:

@@ -83,6 +83,11 @@ def test_compare_writes_every_output(tmp_path):
         assert row["is_samples"] == 4 and row["epochs"] == 1
         assert row["test_nll"] > 0 and row["wall_time_s"] > 0
         assert abs(row["reconstruction"] - row["kl"] - row["test_elbo"]) < 1e-6
+        assert 0 <= row["active_units"] <= 2
+        assert row["elpd_diff"] >= 0 and row["elpd_dse"] >= 0
+        assert "khat_bad" not in row  # K = 4 is too few draws for k-hat
+    for seed in (0, 1):
+        assert min(r["elpd_diff"] for r in rows if r["seed"] == seed and "elpd" in r) == 0.0
     iwae = next(r for r in rows if r["method"] == "iwae")
     assert iwae["particles"] == 3
     with open(out / "results.csv") as handle:
@@ -93,7 +98,7 @@ def test_compare_writes_every_output(tmp_path):
     assert len(table) == (len(ALL_METHODS) - 1) * 2
     assert all("±" in line for line in table)
     assert "K = 4" in report and "encoder fitted afterwards for 1 epochs" in report
-    assert "NUTS over z" in report
+    assert "NUTS over z" in report and "Model comparison: ELPD" in report
     config = json.loads((out / "config.json").read_text())
     assert config["base"]["epochs"] == 1 and config["seeds"] == [0, 1]
 

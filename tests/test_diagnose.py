@@ -1,0 +1,189 @@
+"""``pyro-vae diagnose`` on real run folders: every output, and bad input refused cleanly."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from common import TINY
+
+from pyro_vae import arviz_bridge
+from pyro_vae.checkpoint import load_checkpoint, save_checkpoint
+from pyro_vae.cli import main
+from pyro_vae.runs import load_run
+
+#: A diagnosis of a few seconds.
+QUICK = [
+    "--num-test",
+    "30",
+    "--is-samples",
+    "50",
+    "--gap-images",
+    "5",
+    "--gap-steps",
+    "20",
+    "--nuts-images",
+    "2",
+    "--nuts-chains",
+    "2",
+    "--nuts-draws",
+    "20",
+    "--nuts-warmup",
+    "20",
+    "--quiet",
+]
+OUTPUTS = {
+    "report.md",
+    "diagnostics.json",
+    "inference_data.nc",
+    "khat.png",
+    "worst_images.png",
+    "collapse.png",
+    "aggregate.png",
+    "nuts_vs_vi.png",
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two tiny mnist5k runs (seeds 0 and 1) and a tiny pPCA run."""
+    root = tmp_path_factory.mktemp("runs")
+    for name, extra in (
+        ("a", []),
+        ("b", ["--seed", "1"]),
+        ("p", ["--dataset", "ppca", "--binarize", "none", "--likelihood", "normal"]),
+    ):
+        assert main(["train", *TINY, *extra, "--out", str(root / name)]) == 0
+    return root
+
+
+def test_load_run_gives_back_the_trained_model(runs):
+    run = load_run(runs / "a")
+    state = load_checkpoint(runs / "a" / "checkpoint.pt")["fit"]["params"]
+    for name, value in run.vae.state_dict().items():
+        assert torch.equal(value, state[name]), name
+    assert run.epochs == 1 and run.config.hidden == (16,)
+    assert len(run.test_x) == 1000 and set(run.test_x.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_diagnose_writes_every_output(runs, capsys):
+    out = runs / "a-diag"
+    code = main(
+        ["diagnose", str(runs / "a"), *QUICK, "--out", str(out), "--against", str(runs / "b")]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "k-hat > 0.7" in captured.out and "active units" in captured.out
+    assert {p.name for p in out.iterdir()} == OUTPUTS
+    report = json.loads((out / "diagnostics.json").read_text())
+    assert report["importance"]["num_samples"] == 50
+    assert len(report["importance"]["per_image"]["khat"]) == 30
+    assert sum(report["importance"]["khat_shares"].values()) == pytest.approx(1.0)
+    assert report["collapse"]["latent_dim"] == 2
+    assert report["gaps"]["images"] == 5 and report["gaps"]["q_star_steps"] == 20
+    assert report["nuts"]["rhat_max"] > 0 and len(report["nuts"]["summary"]["z_vi"]) == 4
+    assert {r["fit"] for r in report["elpd"]} == {"a", "b"}
+    assert min(r["elpd_diff"] for r in report["elpd"]) == 0.0
+    idata = arviz_bridge.load(out / "inference_data.nc")
+    assert set(idata.groups()) == {"posterior", "log_likelihood"}
+    assert idata.posterior["z_nuts"].shape == (2, 20, 2, 2)
+    assert set(idata.log_likelihood.data_vars) == {"a", "b"}
+    assert idata.log_likelihood["a"].shape == (1, 1, 30)
+    text = (out / "report.md").read_text()
+    for heading in (
+        "Pareto k-hat",
+        "Posterior collapse",
+        "Aggregate posterior",
+        "Inference gaps",
+        "q(z|x) against NUTS",
+        "Model comparison",
+    ):
+        assert heading in text
+    for picture in OUTPUTS - {"report.md", "diagnostics.json", "inference_data.nc"}:
+        assert f"]({picture})" in text
+
+
+def test_diagnose_defaults_to_the_run_folder_and_can_skip_stages(runs, tmp_path):
+    run = tmp_path / "p"
+    shutil.copytree(runs / "p", run)
+    args = ["--num-test", "20", "--is-samples", "30", "--gap-images", "0", "--nuts-images", "0"]
+    assert main(["diagnose", str(run), *args, "--quiet"]) == 0
+    names = {p.name for p in (run / "diagnostics").iterdir()}
+    # pPCA has no images and NUTS and gaps were skipped.
+    assert names == OUTPUTS - {"worst_images.png", "nuts_vs_vi.png"}
+    report = json.loads((run / "diagnostics" / "diagnostics.json").read_text())
+    assert "gaps" not in report and "nuts" not in report
+    assert arviz_bridge.load(run / "diagnostics" / "inference_data.nc").groups() == [
+        "log_likelihood"
+    ]
+
+
+def _refused(capsys, *args):
+    code = main(["diagnose", *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pyro-vae"), err
+    return lines[0]
+
+
+def _broken_copy(runs, tmp_path, change):
+    run = tmp_path / "broken"
+    shutil.copytree(runs / "a", run)
+    checkpoint = load_checkpoint(run / "checkpoint.pt")
+    change(checkpoint)
+    save_checkpoint(run / "checkpoint.pt", {k: v for k, v in checkpoint.items() if k != "format"})
+    return run
+
+
+def test_bad_run_folders_are_refused(runs, tmp_path, capsys):
+    out = ["--out", str(tmp_path / "never")]
+    assert "does not exist" in _refused(capsys, str(tmp_path / "missing"), *out)
+    (tmp_path / "empty").mkdir()
+    assert "no checkpoint" in _refused(capsys, str(tmp_path / "empty"), *out)
+
+    def future_setting(checkpoint):
+        checkpoint["config"]["new_setting"] = 1
+
+    run = _broken_copy(runs, tmp_path, future_setting)
+    assert "incompatible pyro-vae version" in _refused(capsys, str(run), *out)
+    shutil.rmtree(run)
+
+    def other_architecture(checkpoint):
+        checkpoint["config"]["hidden"] = [32]
+
+    run = _broken_copy(runs, tmp_path, other_architecture)
+    assert "does not fit the model" in _refused(capsys, str(run), *out)
+    shutil.rmtree(run)
+
+    def future_version(checkpoint):
+        checkpoint["version"] = 99
+
+    run = tmp_path / "v99"
+    shutil.copytree(runs / "a", run)
+    checkpoint = load_checkpoint(run / "checkpoint.pt")
+    checkpoint["version"] = 99
+    torch.save(checkpoint, run / "checkpoint.pt")
+    assert "checkpoint version 99" in _refused(capsys, str(run), *out)
+    assert not (tmp_path / "never").exists()
+
+
+def test_bad_options_are_refused(runs, tmp_path, capsys):
+    run = str(runs / "a")
+    out = tmp_path / "never"
+    for args, message in (
+        (["--nuts-chains", "1"], "at least 2"),
+        (["--is-samples", "0"], "is_samples must be a positive integer"),
+        (["--is-samples", "10"], "is_samples must be at least 20"),
+        (["--gap-images", "-1"], "gap_images must be a non-negative integer"),
+        (["--device", "tpu"], "device must be cpu or cuda"),
+        (["--against", str(runs / "p")], "cannot compare"),
+    ):
+        assert message in _refused(capsys, run, *args, "--out", str(out))
+    assert "--num-test takes an integer" in _refused(capsys, run, "--num-test", "many")
+    assert not out.exists()
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "mine.txt").write_text("keep")
+    assert "already holds files" in _refused(capsys, run, "--out", str(full))
+    assert (full / "mine.txt").read_text() == "keep"
