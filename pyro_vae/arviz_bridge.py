@@ -144,11 +144,12 @@ def save_posterior_overlay(idata: az.InferenceData, path: str | Path, max_panels
         shade=0.2,
         hdi_prob=0.94,
         grid=(rows, per_image),
-        figsize=(2.6 * per_image, 2.0 * rows),
+        figsize=(2.8 * per_image, 2.4 * rows),
         textsize=8,
         show=False,
     )
     figure = np.atleast_1d(axes).ravel()[0].get_figure()
+    figure.subplots_adjust(hspace=0.6)
     figure.savefig(path, dpi=100, bbox_inches="tight")
     _close(figure)
 
