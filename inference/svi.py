@@ -7,6 +7,7 @@ optimizer over the program's own parameters (module-local, see
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -17,9 +18,10 @@ import torch
 from tqdm.auto import tqdm
 
 from pyro_vae.data import BINARIZATIONS
-from pyro_vae.errors import ConfigError, TrainingDiverged
+from pyro_vae.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from pyro_vae.validate import nonnegative_float, nonnegative_int, positive_float, positive_int
 
+from . import rng_state
 from .objectives import OBJECTIVES
 from .optimizers import OPTIMIZERS
 
@@ -30,6 +32,13 @@ class Program(Protocol):
     def model(self, x: torch.Tensor, labels: torch.Tensor | None = None, **kwargs: Any) -> Any: ...
     def guide(self, x: torch.Tensor, labels: torch.Tensor | None = None, **kwargs: Any) -> Any: ...
     def parameters(self) -> Any: ...
+
+
+#: What a diverging fit can do.
+ON_DIVERGENCE = ("stop", "rollback")
+#: Rollbacks allowed in one fit, and the learning-rate factor each applies.
+MAX_ROLLBACKS = 3
+ROLLBACK_LR_FACTOR = 0.5
 
 
 @dataclass
@@ -45,6 +54,12 @@ class SVIConfig:
         epochs: Passes over the training data.
         beta: Final weight of the KL term (1 is the ELBO).
         warmup_epochs: Epochs over which the KL weight rises linearly from 0 to ``beta``.
+        clip_grad_norm: Clip the gradients' total norm to this before each step (``None``:
+            no clipping).
+        on_divergence: What a non-finite loss or parameter does: ``"stop"`` raises
+            :class:`~pyro_vae.errors.TrainingDiverged` (the last good epoch's checkpoint stays);
+            ``"rollback"`` restores the state at the start of the epoch, halves the learning
+            rate and runs the epoch again (at most :data:`MAX_ROLLBACKS` times per fit).
     """
 
     objective: str = "elbo"
@@ -55,6 +70,8 @@ class SVIConfig:
     epochs: int = 10
     beta: float = 1.0
     warmup_epochs: int = 0
+    clip_grad_norm: float | None = None
+    on_divergence: str = "stop"
 
     def __post_init__(self) -> None:
         OBJECTIVES[self.objective]
@@ -64,6 +81,13 @@ class SVIConfig:
         positive_float("lr", self.lr)
         nonnegative_float("beta", self.beta)
         nonnegative_int("warmup_epochs", self.warmup_epochs)
+        if self.clip_grad_norm is not None:
+            positive_float("clip_grad_norm", self.clip_grad_norm)
+        if self.on_divergence not in ON_DIVERGENCE:
+            raise ConfigError(
+                f"on_divergence must be one of {', '.join(ON_DIVERGENCE)}, not "
+                f"{self.on_divergence!r}"
+            )
 
     def kl_weight(self, step: int, steps_per_epoch: int) -> float:
         """The KL weight at global step ``step`` (0-based) under the linear warm-up."""
@@ -78,12 +102,14 @@ class FitResult:
 
     ``losses`` are the mean minibatch objective of each epoch divided by the number of
     datapoints: nats per datapoint of the negative (KL-weighted) ELBO. ``betas`` hold the KL
-    weight at the end of each epoch (the losses equal -ELBO where it is 1).
+    weight at the end of each epoch (the losses equal -ELBO where it is 1). ``rollbacks``
+    records each divergence that was rolled back: epoch, step and the new learning rate.
     """
 
     losses: list[float] = field(default_factory=list)
     betas: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
+    rollbacks: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def epochs(self) -> int:
@@ -92,20 +118,6 @@ class FitResult:
     @property
     def wall_time(self) -> float:
         return float(sum(self.epoch_seconds))
-
-
-def _rng_state(gen: torch.Generator) -> dict[str, torch.Tensor]:
-    state = {"data": gen.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _set_rng_state(gen: torch.Generator, state: dict[str, torch.Tensor]) -> None:
-    gen.set_state(state["data"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
 
 
 def fit(
@@ -118,6 +130,7 @@ def fit(
     seed: int = 0,
     state: dict[str, Any] | None = None,
     on_epoch: Callable[[FitResult, dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
     progress: bool = False,
 ) -> FitResult:
     """Fit ``program.model`` / ``program.guide`` to ``x`` by minibatch SVI.
@@ -132,7 +145,11 @@ def fit(
         seed: Seed of the data order and of dynamic binarization.
         state: A state from ``on_epoch`` (or a checkpoint) to resume from.
         on_epoch: Called after every epoch with the result so far and the full state
-            (parameters, optimizer, RNGs, history) for checkpointing.
+            (parameters, optimizer, RNGs, history) for checkpointing; also when
+            ``should_stop`` ends a fit mid-epoch, with the state's ``position`` in the epoch.
+        should_stop: Polled after every step; when it returns true the fit saves its state
+            through ``on_epoch`` and raises :class:`~pyro_vae.errors.TrainingInterrupted`.
+            Resuming from that state ends with the parameters an uninterrupted fit would have.
         progress: Show a tqdm progress bar with the running loss.
 
     Returns:
@@ -156,31 +173,52 @@ def fit(
             num_data=num_data,
             indices=torch.zeros(1, dtype=torch.long, device=x.device),
         )
-    optimizer = OPTIMIZERS.build(
-        config.optimizer, [p for p in program.parameters() if p.requires_grad], config.lr
-    )
+    params = [p for p in program.parameters() if p.requires_grad]
+    optimizer = OPTIMIZERS.build(config.optimizer, params, config.lr)
     result = FitResult()
+    position = None
     if state is not None:
         program.load_state_dict(state["params"])
         optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(gen, state["rng"])
+        rng_state.restore(gen, state["rng"])
         result = FitResult(**state["history"])
+        position = state.get("position")
+
+    def full_state(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "params": program.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": rng_state.capture(gen),
+            "history": {k: list(v) for k, v in asdict(result).items()},
+            **(extra or {}),
+        }
 
     steps_per_epoch = math.ceil(num_data / config.batch_size)
     bar = tqdm(
         total=config.epochs * steps_per_epoch,
-        initial=result.epochs * steps_per_epoch,
+        initial=result.epochs * steps_per_epoch + (position["step"] if position else 0),
         disable=not progress,
         unit="step",
         dynamic_ncols=True,
     )
     try:
-        for epoch in range(result.epochs, config.epochs):
+        while result.epochs < config.epochs:
+            epoch = result.epochs
+            if position is not None:  # part of this epoch ran before an interruption
+                epoch_rng, first_step = position["epoch_rng"], position["step"]
+                total = torch.tensor(position["total"], device=x.device)
+                seconds = position["seconds"]
+                gen.set_state(epoch_rng)  # the epoch's data and order are drawn again below
+                position = None
+            else:
+                epoch_rng, first_step, seconds = gen.get_state(), 0, 0.0
+                total = torch.zeros((), device=x.device)
+            snapshot = copy.deepcopy(full_state()) if config.on_divergence == "rollback" else None
             start = time.perf_counter()
             data = binarize.apply(x, gen) if binarize.resample else fixed_x
             order = torch.randperm(num_data, generator=gen, device=x.device)
-            total = torch.zeros((), device=x.device)
-            for step in range(steps_per_epoch):
+            first_bad = torch.full((), -1, dtype=torch.long, device=x.device)
+            for step in range(first_step, steps_per_epoch):
                 idx = order[step * config.batch_size : (step + 1) * config.batch_size]
                 beta = config.kl_weight(epoch * steps_per_epoch + step, steps_per_epoch)
                 loss = elbo.differentiable_loss(
@@ -194,34 +232,78 @@ def fit(
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                finite = torch.isfinite(loss.detach())
+                if config.clip_grad_norm is not None:
+                    norm = torch.nn.utils.clip_grad_norm_(params, config.clip_grad_norm)
+                    finite = finite & torch.isfinite(norm)
                 optimizer.step()
                 total += loss.detach()
+                first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
                 if progress and (step + 1) % 20 == 0:
                     bar.set_postfix_str(
                         f"epoch {epoch + 1}/{config.epochs} "
                         f"loss {total.item() / (step + 1) / num_data:.2f} nats"
                     )
                 bar.update(1)
+                if should_stop is not None and should_stop() and step + 1 < steps_per_epoch:
+                    if on_epoch is not None:
+                        position = {
+                            "epoch": epoch,
+                            "step": step + 1,
+                            "epoch_rng": epoch_rng,
+                            "total": total.item(),
+                            "seconds": seconds + time.perf_counter() - start,
+                        }
+                        on_epoch(result, full_state({"position": position}))
+                    raise TrainingInterrupted(epoch + 1, step + 1)
             mean = total.item() / steps_per_epoch / num_data
-            if not math.isfinite(mean):
-                raise TrainingDiverged(
-                    f"the loss became {mean} in epoch {epoch + 1}; "
-                    "lower the learning rate or check the data"
-                )
+            bad_step = int(first_bad)
+            if bad_step < 0 and not (math.isfinite(mean) and _finite(params)):
+                bad_step = steps_per_epoch - 1  # a gradient overflowed without the loss showing it
+            if bad_step >= 0:
+                if snapshot is None or len(result.rollbacks) >= MAX_ROLLBACKS:
+                    raise TrainingDiverged(_diverged(epoch, bad_step, config, result))
+                lr = _roll_back(program, optimizer, gen, snapshot)
+                result.rollbacks.append({"epoch": epoch + 1, "step": bad_step + 1, "lr": lr})
+                bar.update(-(steps_per_epoch - first_step))
+                continue
             result.losses.append(mean)
             result.betas.append(beta)
-            result.epoch_seconds.append(time.perf_counter() - start)
+            result.epoch_seconds.append(seconds + time.perf_counter() - start)
             bar.set_postfix_str(f"epoch {epoch + 1}/{config.epochs} loss {mean:.2f} nats")
             if on_epoch is not None:
-                on_epoch(
-                    result,
-                    {
-                        "params": program.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "rng": _rng_state(gen),
-                        "history": {k: list(v) for k, v in asdict(result).items()},
-                    },
-                )
+                on_epoch(result, full_state())
+            if should_stop is not None and should_stop() and result.epochs < config.epochs:
+                raise TrainingInterrupted(epoch + 2, 0)
     finally:
         bar.close()
     return result
+
+
+def _finite(params: list[torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in params)
+
+
+def _diverged(epoch: int, step: int, config: SVIConfig, result: FitResult) -> str:
+    done = f"epoch {epoch} is the last good one" if epoch else "no epoch finished"
+    hint = (
+        f"it diverged again after {len(result.rollbacks)} rollbacks"
+        if result.rollbacks
+        else "lower the learning rate, set --clip-grad-norm, or use --on-divergence rollback"
+    )
+    return (
+        f"the loss or parameters became NaN or infinite in epoch {epoch + 1}, step {step + 1} "
+        f"({done}); {hint}"
+    )
+
+
+def _roll_back(
+    program: Program, optimizer: torch.optim.Optimizer, gen: torch.Generator, snapshot: dict
+) -> float:
+    """Restore the epoch's starting state and lower the learning rate; returns the new rate."""
+    program.load_state_dict(snapshot["params"])
+    optimizer.load_state_dict(snapshot["optimizer"])
+    rng_state.restore(gen, snapshot["rng"])
+    for group in optimizer.param_groups:
+        group["lr"] *= ROLLBACK_LR_FACTOR
+    return float(optimizer.param_groups[0]["lr"])

@@ -25,3 +25,20 @@ class CheckpointError(PyroVAEError):
 
 class TrainingDiverged(PyroVAEError):
     """The loss or its gradients became NaN or infinite."""
+
+
+class TrainingInterrupted(Exception):
+    """A fit stopped on request (SIGINT / SIGTERM) after saving its state; not an input error.
+
+    Args:
+        epoch: The epoch (1-based) the fit will continue in.
+        step: Steps of that epoch already done.
+    """
+
+    def __init__(self, epoch: int, step: int, signal_number: int | None = None) -> None:
+        super().__init__(f"stopped in epoch {epoch} after step {step}")
+        self.epoch = epoch
+        self.step = step
+        self.signal_number = signal_number
+        #: Where the state was saved (set by :func:`pyro_vae.train`).
+        self.checkpoint = None
