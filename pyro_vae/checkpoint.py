@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,39 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Save ``payload`` (tensors, numbers, strings, lists, dicts) with format and version tags."""
     data = {"format": FORMAT, "version": VERSION, **payload}
     _atomic_write(Path(path), lambda handle: torch.save(data, handle))
+
+
+def checkpoint_tag(epoch: int, step: int = 0) -> str:
+    """File tag of a checkpoint: ``e0005`` after epoch 5, ``e0005-s0012`` after step 12 of
+    epoch 6 (tags sort in training order)."""
+    return f"e{epoch:04d}" + (f"-s{step:04d}" if step else "")
+
+
+def save_rotating(folder: str | Path, payload: dict[str, Any], tag: str, keep: int) -> Path:
+    """Save ``payload`` as ``checkpoint-TAG.pt`` and make ``checkpoint.pt`` the same file.
+
+    Both files are complete at every moment: the tagged file is written atomically (temporary
+    file, flush, fsync, rename), then ``checkpoint.pt`` is replaced by a hard link to it
+    (a copy where links are not supported) in one rename. Only the newest ``keep`` tagged files
+    are kept (``keep=0``: only ``checkpoint.pt``). Returns the path of ``checkpoint.pt``.
+    """
+    folder = Path(folder)
+    latest = folder / CHECKPOINT_NAME
+    if keep == 0:
+        save_checkpoint(latest, payload)
+        return latest
+    tagged = folder / f"checkpoint-{tag}.pt"
+    save_checkpoint(tagged, payload)
+    staged = folder / f".{CHECKPOINT_NAME}.link"
+    staged.unlink(missing_ok=True)
+    try:
+        os.link(tagged, staged)
+    except OSError:
+        shutil.copyfile(tagged, staged)
+    os.replace(staged, latest)
+    for old in sorted(folder.glob("checkpoint-*.pt"))[:-keep]:
+        old.unlink(missing_ok=True)
+    return latest
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

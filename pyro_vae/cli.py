@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from typing import Any, NoReturn
 
-from .errors import ConfigError, PyroVAEError
+from .errors import ConfigError, PyroVAEError, TrainingInterrupted
 
 
 class _Parser(argparse.ArgumentParser):
@@ -288,7 +289,8 @@ def _diagnose(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    """Run the CLI; returns the exit code (0 ok, 2 bad input, 128 + signal number when SIGINT
+    or SIGTERM stopped a run after saving it)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, or a usage error already printed in one line
@@ -298,6 +300,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PyroVAEError as err:
         print(f"pyro-vae: error: {err}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stop:
+        name = signal.Signals(stop.signal_number).name if stop.signal_number else "request"
+        print(
+            f"pyro-vae: stopped by {name} in epoch {stop.epoch} after step {stop.step}; "
+            f"state saved in {stop.checkpoint or 'the checkpoint'} "
+            "(continue with --resume)",
+            file=sys.stderr,
+        )
+        return 128 + (stop.signal_number or signal.SIGINT)
     except KeyboardInterrupt:
         print(
             "pyro-vae: interrupted; the last finished epoch is in the run's checkpoint.pt "

@@ -12,7 +12,7 @@ from pyro_vae.models import LIKELIHOODS, PRIORS, WEIGHT_PRIORS, ModelSpec
 
 from .data import BINARIZATIONS, DATASETS
 from .errors import ConfigError
-from .validate import nonnegative_int, positive_int
+from .validate import nonnegative_float, nonnegative_int, positive_int
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:
@@ -70,6 +70,13 @@ class TrainConfig:
     epochs: int = _opt(40, "passes over the training data")
     beta: float = _opt(1.0, "weight of the KL term (1 = the ELBO)")
     warmup_epochs: int = _opt(0, "epochs of linear KL warm-up from 0 to beta")
+    clip_grad_norm: float = _opt(0.0, "clip the gradients' total norm to this (0 = off)")
+    on_divergence: str = _opt(
+        "stop",
+        "on a NaN/inf loss: stop (keep the last good checkpoint) or rollback (redo the epoch "
+        "from its start with half the learning rate, at most 3 times)",
+    )
+    keep_checkpoints: int = _opt(3, "tagged checkpoints kept besides checkpoint.pt")
     seed: int = _opt(0, "random seed (initialisation, data order, binarization)")
     device: str = _opt("cpu", "cpu or cuda[:N]")
     is_samples: int = _opt(1000, "K, importance samples per test image for log p(x)")
@@ -90,6 +97,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a dict, not {getattr(self, name)!r}")
         for name in ("latent_dim", "is_samples"):
             positive_int(name, getattr(self, name))
+        nonnegative_int("keep_checkpoints", self.keep_checkpoints)
+        nonnegative_float("clip_grad_norm", self.clip_grad_norm)
         for width in self.hidden:
             positive_int("hidden", width)
         nonnegative_int("seed", self.seed)
@@ -107,6 +116,8 @@ class TrainConfig:
             epochs=self.epochs,
             beta=self.beta,
             warmup_epochs=self.warmup_epochs,
+            clip_grad_norm=self.clip_grad_norm or None,
+            on_divergence=self.on_divergence,
         )
 
     def model_spec(self, **changes: Any) -> ModelSpec:

@@ -1,7 +1,9 @@
 """One training run from a :class:`~pyro_vae.config.TrainConfig` to a complete run folder.
 
-Folder contents: ``config.json``, ``checkpoint.pt`` (written after every epoch; ``resume``
-continues from it), ``metrics.json``, and pictures (``reconstructions.png``, ``samples.png``,
+Folder contents: ``config.json``, ``checkpoint.pt`` (the newest checkpoint, written atomically
+after every epoch and when SIGINT or SIGTERM stops the run; ``resume`` continues from it, also
+mid-epoch), the last ``keep_checkpoints`` tagged checkpoints ``checkpoint-e0005.pt``,
+``metrics.json``, and pictures (``reconstructions.png``, ``samples.png``,
 ``latent.png``, ``loss.png``). Everything is checked before the folder is created.
 """
 
@@ -18,17 +20,25 @@ from typing import Any
 import pyro
 import torch
 
-from pyro_vae.inference import evaluate, fit
+from pyro_vae.inference import FitResult, evaluate, fit
 
 from . import plots
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, read_json, save_checkpoint, write_json
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    checkpoint_tag,
+    load_checkpoint,
+    read_json,
+    save_rotating,
+    write_json,
+)
 from .config import TrainConfig, check_device
 from .data import BINARIZATIONS, TEST_BINARIZATION_SEED, load_dataset
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, TrainingInterrupted
 from .runs import build_program
+from .signals import stop_on_signals
 
 #: Settings that may change when a run is resumed; all others must match the saved run.
-RESUMABLE_CHANGES = ("epochs", "device", "is_samples")
+RESUMABLE_CHANGES = ("epochs", "device", "is_samples", "keep_checkpoints", "on_divergence")
 #: Draws per training image for the reported train ELBO.
 TRAIN_ELBO_SAMPLES = 10
 
@@ -144,20 +154,33 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config_dict)
 
-    def checkpoint(_, fit_state: dict[str, Any]) -> None:
-        save_checkpoint(out / CHECKPOINT_NAME, {"config": config_dict, "fit": fit_state})
+    def checkpoint(result: FitResult, fit_state: dict[str, Any]) -> None:
+        step = fit_state.get("position", {}).get("step", 0)
+        save_rotating(
+            out,
+            {"config": config_dict, "fit": fit_state},
+            checkpoint_tag(result.epochs, step),
+            config.keep_checkpoints,
+        )
 
-    result = fit(
-        program,
-        train_x,
-        train_y,
-        config=svi_config,
-        binarization=config.binarize,
-        seed=config.seed,
-        state=state,
-        on_epoch=checkpoint,
-        progress=progress,
-    )
+    with stop_on_signals() as stop:
+        try:
+            result = fit(
+                program,
+                train_x,
+                train_y,
+                config=svi_config,
+                binarization=config.binarize,
+                seed=config.seed,
+                state=state,
+                on_epoch=checkpoint,
+                should_stop=stop,
+                progress=progress,
+            )
+        except TrainingInterrupted as interrupted:
+            interrupted.signal_number = stop.signal_number
+            interrupted.checkpoint = out / CHECKPOINT_NAME
+            raise
 
     if vae.weight_sites:
         vae.fix_weights(program.point_weights())

@@ -13,6 +13,7 @@ RUN_FILES = {
     "config.json",
     "metrics.json",
     "checkpoint.pt",
+    "checkpoint-e0001.pt",
     "reconstructions.png",
     "samples.png",
     "latent.png",
@@ -62,10 +63,11 @@ def test_ppca_run_on_the_python_api(tmp_path):
     )
     metrics = train(config, tmp_path / "p", progress=False)
     assert metrics["test"]["num_samples"] == 3
+    # two epochs: both tagged checkpoints are kept (keep_checkpoints=3)
     assert {p.name for p in (tmp_path / "p").iterdir()} == RUN_FILES - {
         "reconstructions.png",
         "samples.png",
-    }
+    } | {"checkpoint-e0002.pt"}
 
 
 def _refused(capsys, tmp_path, *args):
