@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pyro_vae.data import BINARIZATIONS
-from pyro_vae.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from pyro_vae.errors import ConfigError, DataError, TrainingDiverged, TrainingInterrupted
 from pyro_vae.validate import nonnegative_float, nonnegative_int, positive_float, positive_int
 
 from . import rng_state
@@ -162,6 +162,8 @@ def fit(
         raise ConfigError(
             f"batch_size {config.batch_size} exceeds the {num_data} training datapoints"
         )
+    if not torch.isfinite(x).all():
+        raise DataError("the training data contain NaN or infinite values")
     elbo = OBJECTIVES.build(config.objective, config.num_particles)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     fixed_x = binarize.fixed(x) if not binarize.resample else None
@@ -218,18 +220,25 @@ def fit(
             data = binarize.apply(x, gen) if binarize.resample else fixed_x
             order = torch.randperm(num_data, generator=gen, device=x.device)
             first_bad = torch.full((), -1, dtype=torch.long, device=x.device)
+            steps_done = 0
             for step in range(first_step, steps_per_epoch):
                 idx = order[step * config.batch_size : (step + 1) * config.batch_size]
                 beta = config.kl_weight(epoch * steps_per_epoch + step, steps_per_epoch)
-                loss = elbo.differentiable_loss(
-                    program.model,
-                    program.guide,
-                    data[idx],
-                    None if labels is None else labels[idx],
-                    num_data=num_data,
-                    indices=idx,
-                    beta=beta,
-                )
+                try:
+                    loss = elbo.differentiable_loss(
+                        program.model,
+                        program.guide,
+                        data[idx],
+                        None if labels is None else labels[idx],
+                        num_data=num_data,
+                        indices=idx,
+                        beta=beta,
+                    )
+                except ValueError as err:
+                    if not _invalid_from_divergence(str(err), params):
+                        raise
+                    first_bad = torch.where(first_bad < 0, step, first_bad)
+                    break
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 finite = torch.isfinite(loss.detach())
@@ -245,6 +254,7 @@ def fit(
                         f"loss {total.item() / (step + 1) / num_data:.2f} nats"
                     )
                 bar.update(1)
+                steps_done += 1
                 if should_stop is not None and should_stop() and step + 1 < steps_per_epoch:
                     if on_epoch is not None:
                         position = {
@@ -265,7 +275,7 @@ def fit(
                     raise TrainingDiverged(_diverged(epoch, bad_step, config, result))
                 lr = _roll_back(program, optimizer, gen, snapshot)
                 result.rollbacks.append({"epoch": epoch + 1, "step": bad_step + 1, "lr": lr})
-                bar.update(-(steps_per_epoch - first_step))
+                bar.update(-steps_done)
                 continue
             result.losses.append(mean)
             result.betas.append(beta)
@@ -278,6 +288,15 @@ def fit(
     finally:
         bar.close()
     return result
+
+
+def _invalid_from_divergence(message: str, params: list[torch.Tensor]) -> bool:
+    """Whether Pyro's validation error means the fit diverged: a distribution parameter (a
+    network output) became NaN/inf, or a sampled value did because a parameter did. Invalid
+    data values are not divergence."""
+    if "found invalid values" not in message:
+        return False
+    return message.startswith("Expected parameter") or not _finite(params)
 
 
 def _finite(params: list[torch.Tensor]) -> bool:

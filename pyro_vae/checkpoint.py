@@ -91,6 +91,16 @@ def save_rotating(folder: str | Path, payload: dict[str, Any], tag: str, keep: i
     return latest
 
 
+def latest_checkpoint(folder: str | Path) -> Path:
+    """``checkpoint.pt`` in ``folder``, or, if a crash came between writing a tagged checkpoint
+    and linking it (before any ``checkpoint.pt`` existed), the newest ``checkpoint-*.pt``.
+    Without either, the path of the missing ``checkpoint.pt``."""
+    folder = Path(folder)
+    latest = folder / CHECKPOINT_NAME
+    tagged = sorted(folder.glob("checkpoint-*.pt"))
+    return tagged[-1] if tagged and not latest.is_file() else latest
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint safely; refuse anything that is not a plain pyro-vae checkpoint."""
     path = Path(path)

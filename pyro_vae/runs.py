@@ -15,7 +15,7 @@ from pyro_vae.inference.programs import PointWeights
 from pyro_vae.inference.svi import Program
 from pyro_vae.models import VAE
 
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint
 from .config import TrainConfig, check_device
 from .data import BINARIZATIONS, Dataset, load_dataset
 from .errors import CheckpointError, ConfigError
@@ -72,13 +72,14 @@ def load_run(folder: str | Path, *, device: str | None = None, data_dir: str | N
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"run folder {str(folder)!r} does not exist")
-    checkpoint = load_checkpoint(folder / CHECKPOINT_NAME)
+    path = latest_checkpoint(folder)
+    checkpoint = load_checkpoint(path)
     try:
         saved = dict(checkpoint["config"])
         state = checkpoint["fit"]
         params, epochs = state["params"], len(state["history"]["losses"])
     except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{folder / CHECKPOINT_NAME} lacks the config or fit state") from None
+        raise CheckpointError(f"{path} lacks the config or fit state") from None
     if device is not None:
         saved["device"] = device
     if data_dir is not None:

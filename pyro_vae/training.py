@@ -26,6 +26,7 @@ from . import plots
 from .checkpoint import (
     CHECKPOINT_NAME,
     checkpoint_tag,
+    latest_checkpoint,
     load_checkpoint,
     read_json,
     save_rotating,
@@ -48,9 +49,9 @@ def check_out_dir(out: Path, resume: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output folder {str(out)!r} is a file")
     if resume:
-        for name in ("config.json", CHECKPOINT_NAME):
-            if not (out / name).is_file():
-                raise CheckpointError(f"cannot resume: {out / name} does not exist")
+        for path in (out / "config.json", latest_checkpoint(out)):
+            if not path.is_file():
+                raise CheckpointError(f"cannot resume: {path} does not exist")
         if not os.access(out, os.W_OK):
             raise ConfigError(f"output folder {str(out)!r} is not writable")
         return
@@ -105,7 +106,7 @@ def train(
     device = check_device(config.device)
     state = None
     if resume:
-        checkpoint = load_checkpoint(out / CHECKPOINT_NAME, map_location=device)
+        checkpoint = load_checkpoint(latest_checkpoint(out), map_location=device)
         saved = TrainConfig.from_dict(checkpoint["config"]).to_dict()
         wanted = config_dict
         differ = [
