@@ -7,17 +7,28 @@ plain numbers; if ArviZ's API changes, this file is what changes.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-with warnings.catch_warnings():  # ArviZ 0.2x announces its 1.0 refactor on import
-    warnings.simplefilter("ignore", FutureWarning)
+if TYPE_CHECKING:
     import arviz as az
+
+
+@functools.cache
+def _arviz() -> Any:
+    """ArviZ, imported on first use (it takes seconds, and most commands never need it)."""
+    with warnings.catch_warnings():  # ArviZ 0.2x announces its 1.0 refactor on import
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+
+    return arviz
+
 
 #: The columns of :func:`posterior_summary` besides image and latent.
 SUMMARY_COLUMNS = ("mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail", "r_hat")
@@ -48,7 +59,7 @@ def pareto_smoothed(log_weights: torch.Tensor | np.ndarray) -> tuple[np.ndarray,
     khat = np.full(lw.shape[:-1], -np.inf)
     varying = (lw.max(-1) - lw.min(-1)) >= CONSTANT_SPAN
     if varying.any():
-        smoothed[varying], khat[varying] = az.psislw(lw[varying], normalize=False)
+        smoothed[varying], khat[varying] = _arviz().psislw(lw[varying], normalize=False)
     return smoothed, khat
 
 
@@ -93,14 +104,14 @@ def inference_data(
         coords.update(image=list(images), latent=list(range(latent_dim)))
     if log_likelihood:
         coords["test_image"] = list(test_images)
-    return az.from_dict(**groups, coords=coords, dims=dims)
+    return _arviz().from_dict(**groups, coords=coords, dims=dims)
 
 
 def posterior_summary(idata: az.InferenceData, var_name: str) -> list[dict[str, Any]]:
     """ArviZ's summary (mean, sd, 94 % HDI, ESS, R-hat) of one posterior variable, as rows
     ``{"image", "latent", "mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail",
     "r_hat"}``."""
-    table = az.summary(idata, var_names=[var_name], kind="all", round_to="none")
+    table = _arviz().summary(idata, var_names=[var_name], kind="all", round_to="none")
     draws = idata.posterior[var_name]
     rows = []
     for image in draws.coords["image"].values:
@@ -123,7 +134,7 @@ def save(idata: az.InferenceData, path: str | Path) -> None:
 
 def load(path: str | Path) -> az.InferenceData:
     """Read an InferenceData written by :func:`save`."""
-    return az.from_netcdf(str(path))
+    return _arviz().from_netcdf(str(path))
 
 
 def save_posterior_overlay(idata: az.InferenceData, path: str | Path, max_panels: int = 12) -> None:
@@ -137,7 +148,7 @@ def save_posterior_overlay(idata: az.InferenceData, path: str | Path, max_panels
     nuts, vi = (
         idata.posterior[[name]].sel(shown).rename({name: "z"}) for name in ("z_nuts", "z_vi")
     )
-    axes = az.plot_density(
+    axes = _arviz().plot_density(
         [nuts, vi],
         data_labels=["NUTS", "q(z|x)"],
         var_names=["z"],

@@ -11,9 +11,22 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
-from torchvision.utils import make_grid, save_image
 
 from pyro_vae.models import VAE
+
+
+def make_grid(*args, **kwargs):
+    """``torchvision.utils.make_grid``, imported on first use (torchvision takes seconds)."""
+    from torchvision.utils import make_grid
+
+    return make_grid(*args, **kwargs)
+
+
+def save_image(*args, **kwargs) -> None:
+    """``torchvision.utils.save_image``, imported on first use."""
+    from torchvision.utils import save_image
+
+    save_image(*args, **kwargs)
 
 
 def _as_images(x: torch.Tensor, image_shape: Sequence[int]) -> torch.Tensor:

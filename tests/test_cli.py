@@ -1,6 +1,7 @@
 """The ``pyro-vae`` command line: a real run, resume, and every bad input refused cleanly."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -99,13 +100,31 @@ def _refused(capsys, tmp_path, *args):
         (["--device", "tpu"], "device must be cpu or cuda"),
         (["--data-dir", "/no/such/folder"], "does not exist"),
         (["--dataset", "ppca", "--likelihood", "normal"], "binarization 'dynamic' needs data in"),
+        (
+            ["--dataset", "ppca", "--binarize", "none", "--likelihood", "normal"]
+            + ["--prior", "class-conditional"],
+            "needs labelled data",
+        ),
+        (["--warmup-epochs", "-1"], "warmup_epochs must be a non-negative integer"),
+        (["--beta", "nan"], "beta must be a non-negative finite number"),
+        (["--clip-grad-norm", "-1"], "clip_grad_norm must be a non-negative finite number"),
+        (["--on-divergence", "retry"], "on_divergence must be one of stop, rollback"),
+        (["--keep-checkpoints", "-2"], "keep_checkpoints must be a non-negative integer"),
+        (["--prior-opt", "components"], "expected KEY=VALUE"),
+        (["--prior", "mog", "--prior-opt", "colours=3"], "colours"),
     ],
 )
-def test_bad_input_is_refused_in_one_line(capsys, tmp_path, args, message):
+@pytest.mark.slow
+def test_bad_input_is_refused_in_one_line(tmp_path, args, message):
+    """Each in a real ``pyro-vae`` process: exit 2, one line, no traceback, nothing written."""
     out = tmp_path / "never"
-    line = _refused(capsys, tmp_path, *args, "--out", str(out))
-    assert __import__("re").search(message, line), line
-    assert not out.exists()
+    done = run_cli("train", *TINY, *args, "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pyro-vae"), done.stderr
+    assert "Traceback" not in done.stderr and not done.stdout
+    assert __import__("re").search(message, lines[0]), lines[0]
+    assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
@@ -224,3 +243,15 @@ def test_weight_prior_gives_a_map_decoder(tmp_path):
     assert any(k.startswith("guides.0.decoder.out.weight") for k in params)
     assert not any(k.startswith("vae.decoder.") for k in params)
     assert torch.isfinite(torch.tensor(metrics["test"]["log_likelihood"]))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_unwritable_output_folder_is_refused(capsys, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert "is not writable" in _refused(capsys, tmp_path, "--out", str(locked / "run"))
+        assert not (locked / "run").exists()
+    finally:
+        locked.chmod(0o700)
