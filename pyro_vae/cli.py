@@ -289,8 +289,8 @@ def _diagnose(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 bad input, 128 + signal number when SIGINT
-    or SIGTERM stopped a run after saving it)."""
+    """Run the CLI; returns the exit code (0 ok, 1 a system error such as a full disk, 2 bad
+    input, 128 + signal number when SIGINT or SIGTERM stopped a run after saving it)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, or a usage error already printed in one line
@@ -300,6 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PyroVAEError as err:
         print(f"pyro-vae: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a vanished folder: say so without a traceback
+        print(f"pyro-vae: error: {err}", file=sys.stderr)
+        return 1
     except TrainingInterrupted as stop:
         name = signal.Signals(stop.signal_number).name if stop.signal_number else "request"
         print(

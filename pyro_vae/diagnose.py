@@ -89,6 +89,16 @@ def _check_comparable(run: Run, other: Run) -> None:
         )
 
 
+def _fit_name(folder: Path, taken: Any) -> str:
+    """The run folder's name, made unique among ``taken`` (netCDF names hold no ``/``)."""
+    base = folder.resolve().name.replace("/", "_") or "run"
+    name, count = base, 1
+    while name in taken:
+        count += 1
+        name = f"{base}-{count}"
+    return name
+
+
 def _say(progress: bool, text: str) -> None:
     if progress:
         print(f"pyro-vae diagnose: {text}", file=sys.stderr, flush=True)
@@ -138,6 +148,7 @@ def diagnose(
     pictures: dict[str, str] = {}
 
     _say(progress, f"importance sampling, K={config.is_samples}, {len(x)} images")
+    torch.manual_seed(config.seed)  # every fit is scored with the same random numbers
     importance = importance_diagnostics(vae, x, y, num_samples=config.is_samples)
     report["importance"] = importance.summary()
     worst = importance.worst(WORST_SHOWN)
@@ -213,16 +224,11 @@ def diagnose(
         }
 
     _say(progress, "model comparison")
-    fits = {run.folder.name or str(run.folder): importance.log_likelihood}
+    fits = {_fit_name(run.folder, ()): importance.log_likelihood}
     for other in others:
-        name = other.folder.name
-        if name in fits:
-            name = str(other.folder)
-        fits[name] = importance_diagnostics(
-            other.vae,
-            x,
-            y,
-            num_samples=config.is_samples,
+        torch.manual_seed(config.seed)  # common random numbers: a run against itself ties
+        fits[_fit_name(other.folder, fits)] = importance_diagnostics(
+            other.vae, x, y, num_samples=config.is_samples
         ).log_likelihood
     report["elpd"] = elpd_comparison(fits)
 

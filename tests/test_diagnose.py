@@ -103,6 +103,30 @@ def test_diagnose_writes_every_output(runs, capsys):
         assert f"]({picture})" in text
 
 
+def test_a_run_against_itself_ties_exactly(runs, tmp_path):
+    out = tmp_path / "self"
+    args = ["--num-test", "20", "--is-samples", "30", "--gap-images", "0", "--nuts-images", "0"]
+    assert (
+        main(
+            [
+                "diagnose",
+                str(runs / "a"),
+                *args,
+                "--against",
+                str(runs / "a"),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    elpd = json.loads((out / "diagnostics.json").read_text())["elpd"]
+    assert [r["fit"] for r in elpd] == ["a", "a-2"]
+    # the same model scored with the same random numbers: ELPD difference 0, SE 0
+    assert elpd[1]["elpd_diff"] == 0.0 and elpd[1]["dse"] == 0.0
+
+
 def test_diagnose_defaults_to_the_run_folder_and_can_skip_stages(runs, tmp_path):
     run = tmp_path / "p"
     shutil.copytree(runs / "p", run)
