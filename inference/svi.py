@@ -272,7 +272,7 @@ def fit(
                 bad_step = steps_per_epoch - 1  # a gradient overflowed without the loss showing it
             if bad_step >= 0:
                 if snapshot is None or len(result.rollbacks) >= MAX_ROLLBACKS:
-                    raise TrainingDiverged(_diverged(epoch, bad_step, config, result))
+                    raise TrainingDiverged(_diverged(epoch, bad_step, result))
                 lr = _roll_back(program, optimizer, gen, snapshot)
                 result.rollbacks.append({"epoch": epoch + 1, "step": bad_step + 1, "lr": lr})
                 bar.update(-steps_done)
@@ -303,7 +303,7 @@ def _finite(params: list[torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in params)
 
 
-def _diverged(epoch: int, step: int, config: SVIConfig, result: FitResult) -> str:
+def _diverged(epoch: int, step: int, result: FitResult) -> str:
     done = f"epoch {epoch} is the last good one" if epoch else "no epoch finished"
     hint = (
         f"it diverged again after {len(result.rollbacks)} rollbacks"

@@ -15,7 +15,8 @@ from .errors import ConfigError
 from .validate import nonnegative_float, nonnegative_int, positive_int
 
 
-def _opt(default: Any, help: str, **extra: Any) -> Any:
+def option(default: Any, help: str, **extra: Any) -> Any:
+    """A dataclass field with the help text (and e.g. ``metavar``) the CLI shows for it."""
     return field(default=default, metadata={"help": help, **extra})
 
 
@@ -26,22 +27,22 @@ class TrainConfig:
     Field names are the CLI's option names (``latent_dim`` is ``--latent-dim``).
     """
 
-    dataset: str = _opt("mnist5k", "data set: " + ", ".join(sorted(DATASETS)))
-    data_dir: str | None = _opt(
+    dataset: str = option("mnist5k", "data set: " + ", ".join(sorted(DATASETS)))
+    data_dir: str | None = option(
         None, "folder with data files (default $PYRO_VAE_DATA or ~/.cache/pyro-vae)"
     )
-    binarize: str = _opt("dynamic", "binarization: dynamic, threshold or none")
-    latent_dim: int = _opt(20, "size of z")
-    hidden: tuple[int, ...] = _opt(
+    binarize: str = option("dynamic", "binarization: dynamic, threshold or none")
+    latent_dim: int = option(20, "size of z")
+    hidden: tuple[int, ...] = option(
         (400,),
         "hidden layer widths of the encoder (the decoder mirrors them); 0 for a linear VAE",
     )
-    likelihood: str = _opt("bernoulli", "p(x|z): " + ", ".join(sorted(LIKELIHOODS)))
+    likelihood: str = option("bernoulli", "p(x|z): " + ", ".join(sorted(LIKELIHOODS)))
     likelihood_options: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "likelihood options as KEY=VALUE, e.g. scale=shared (normal, laplace)"},
     )
-    prior: str = _opt("standard-normal", "p(z): " + ", ".join(sorted(PRIORS)))
+    prior: str = option("standard-normal", "p(z): " + ", ".join(sorted(PRIORS)))
     prior_options: dict[str, Any] = field(
         default_factory=dict,
         metadata={
@@ -49,7 +50,7 @@ class TrainConfig:
             "df=3 (student-t), learned=false (class-conditional)"
         },
     )
-    weight_prior: str = _opt(
+    weight_prior: str = option(
         "flat",
         "prior on decoder weights: "
         + ", ".join(sorted(WEIGHT_PRIORS))
@@ -59,27 +60,27 @@ class TrainConfig:
         default_factory=dict,
         metadata={"help": "weight-prior options as KEY=VALUE, e.g. scale=0.5 (normal, laplace)"},
     )
-    objective: str = _opt(
+    objective: str = option(
         "elbo",
         "elbo (Monte Carlo KL), elbo-analytic-kl or iwae: " + ", ".join(sorted(OBJECTIVES)),
     )
-    particles: int = _opt(1, "samples of z per datapoint in each ELBO estimate")
-    optimizer: str = _opt("adam", "adam or clipped-adam")
-    lr: float = _opt(1e-3, "learning rate")
-    batch_size: int = _opt(100, "minibatch size")
-    epochs: int = _opt(40, "passes over the training data")
-    beta: float = _opt(1.0, "weight of the KL term (1 = the ELBO)")
-    warmup_epochs: int = _opt(0, "epochs of linear KL warm-up from 0 to beta")
-    clip_grad_norm: float = _opt(0.0, "clip the gradients' total norm to this (0 = off)")
-    on_divergence: str = _opt(
+    particles: int = option(1, "samples of z per datapoint in each ELBO estimate")
+    optimizer: str = option("adam", "adam or clipped-adam")
+    lr: float = option(1e-3, "learning rate")
+    batch_size: int = option(100, "minibatch size")
+    epochs: int = option(40, "passes over the training data")
+    beta: float = option(1.0, "weight of the KL term (1 = the ELBO)")
+    warmup_epochs: int = option(0, "epochs of linear KL warm-up from 0 to beta")
+    clip_grad_norm: float = option(0.0, "clip the gradients' total norm to this (0 = off)")
+    on_divergence: str = option(
         "stop",
         "on a NaN/inf loss: stop (keep the last good checkpoint) or rollback (redo the epoch "
         "from its start with half the learning rate, at most 3 times)",
     )
-    keep_checkpoints: int = _opt(3, "tagged checkpoints kept besides checkpoint.pt")
-    seed: int = _opt(0, "random seed (initialisation, data order, binarization)")
-    device: str = _opt("cpu", "cpu or cuda[:N]")
-    is_samples: int = _opt(1000, "K, importance samples per test image for log p(x)")
+    keep_checkpoints: int = option(3, "tagged checkpoints kept besides checkpoint.pt")
+    seed: int = option(0, "random seed (initialisation, data order, binarization)")
+    device: str = option("cpu", "cpu or cuda[:N]")
+    is_samples: int = option(1000, "K, importance samples per test image for log p(x)")
 
     def __post_init__(self) -> None:
         if isinstance(self.hidden, int):

@@ -9,7 +9,7 @@ every fit in ``log_likelihood``), and the pictures the report shows.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 
 from . import arviz_bridge, diagnostic_plots
 from .checkpoint import write_json, write_text
+from .config import option
 from .diagnostics import (
     KHAT_BAD,
     KHAT_GOOD,
@@ -37,25 +38,21 @@ from .validate import nonnegative_int, positive_int
 WORST_SHOWN = 8
 
 
-def _opt(default: Any, help: str, **extra: Any) -> Any:
-    return field(default=default, metadata={"help": help, **extra})
-
-
 @dataclass
 class DiagnoseConfig:
     """Budget of a diagnosis; field names are the CLI's options (``is_samples``:
     ``--is-samples``)."""
 
-    num_test: int = _opt(1000, "test images used (spread evenly over the test set)")
-    is_samples: int = _opt(1000, "K, importance samples per image for log p(x) and k-hat")
-    gap_images: int = _opt(100, "images for the amortization gap (0 skips it)")
-    gap_steps: int = _opt(500, "Adam steps of the per-image Gaussian q*")
-    nuts_images: int = _opt(4, "images for NUTS against q(z|x) (0 skips it)")
-    nuts_chains: int = _opt(4, "NUTS chains (run one after another)")
-    nuts_draws: int = _opt(200, "NUTS draws kept per chain")
-    nuts_warmup: int = _opt(200, "NUTS warm-up steps per chain")
-    seed: int = _opt(0, "random seed of every estimate")
-    device: str | None = _opt(None, "cpu or cuda[:N] (default: the run's own)", metavar="DEVICE")
+    num_test: int = option(1000, "test images used (spread evenly over the test set)")
+    is_samples: int = option(1000, "K, importance samples per image for log p(x) and k-hat")
+    gap_images: int = option(100, "images for the amortization gap (0 skips it)")
+    gap_steps: int = option(500, "Adam steps of the per-image Gaussian q*")
+    nuts_images: int = option(4, "images for NUTS against q(z|x) (0 skips it)")
+    nuts_chains: int = option(4, "NUTS chains (run one after another)")
+    nuts_draws: int = option(200, "NUTS draws kept per chain")
+    nuts_warmup: int = option(200, "NUTS warm-up steps per chain")
+    seed: int = option(0, "random seed of every estimate")
+    device: str | None = option(None, "cpu or cuda[:N] (default: the run's own)", metavar="DEVICE")
 
     def __post_init__(self) -> None:
         for name in ("num_test", "is_samples", "gap_steps", "nuts_draws", "nuts_warmup"):
