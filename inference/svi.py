@@ -22,6 +22,7 @@ from pyro_vae.errors import ConfigError, DataError, TrainingDiverged, TrainingIn
 from pyro_vae.validate import nonnegative_float, nonnegative_int, positive_float, positive_int
 
 from . import rng_state
+from .distributed import Workers
 from .objectives import OBJECTIVES
 from .optimizers import OPTIMIZERS
 
@@ -131,6 +132,7 @@ def fit(
     state: dict[str, Any] | None = None,
     on_epoch: Callable[[FitResult, dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    workers: Workers | None = None,
     progress: bool = False,
 ) -> FitResult:
     """Fit ``program.model`` / ``program.guide`` to ``x`` by minibatch SVI.
@@ -150,18 +152,28 @@ def fit(
         should_stop: Polled after every step; when it returns true the fit saves its state
             through ``on_epoch`` and raises :class:`~pyro_vae.errors.TrainingInterrupted`.
             Resuming from that state ends with the parameters an uninterrupted fit would have.
+        workers: This process's place in a data-parallel fit (see
+            :mod:`~pyro_vae.inference.distributed`): each worker fits its shard with
+            ``batch_size / world_size`` datapoints a step and gradients are averaged.
         progress: Show a tqdm progress bar with the running loss.
 
     Returns:
         The :class:`FitResult` over all epochs run, including those before a resume.
     """
     config = config or SVIConfig()
+    workers = workers or Workers()
     binarize = BINARIZATIONS[binarization]
     num_data = x.shape[0]
     if config.batch_size > num_data:
         raise ConfigError(
             f"batch_size {config.batch_size} exceeds the {num_data} training datapoints"
         )
+    if config.batch_size % workers.world_size:
+        raise ConfigError(
+            f"batch_size {config.batch_size} must be a multiple of the {workers.world_size} "
+            "workers (each takes an equal share of every step)"
+        )
+    batch = config.batch_size // workers.world_size
     if not torch.isfinite(x).all():
         raise DataError("the training data contain NaN or infinite values")
     elbo = OBJECTIVES.build(config.objective, config.num_particles)
@@ -195,11 +207,11 @@ def fit(
             **(extra or {}),
         }
 
-    steps_per_epoch = math.ceil(num_data / config.batch_size)
+    steps_per_epoch = math.ceil(len(workers.shard(torch.arange(num_data))) / batch)
     bar = tqdm(
         total=config.epochs * steps_per_epoch,
         initial=result.epochs * steps_per_epoch + (position["step"] if position else 0),
-        disable=not progress,
+        disable=not (progress and workers.is_main),
         unit="step",
         dynamic_ncols=True,
     )
@@ -218,11 +230,11 @@ def fit(
             snapshot = copy.deepcopy(full_state()) if config.on_divergence == "rollback" else None
             start = time.perf_counter()
             data = binarize.apply(x, gen) if binarize.resample else fixed_x
-            order = torch.randperm(num_data, generator=gen, device=x.device)
+            order = workers.shard(torch.randperm(num_data, generator=gen, device=x.device))
             first_bad = torch.full((), -1, dtype=torch.long, device=x.device)
             steps_done = 0
             for step in range(first_step, steps_per_epoch):
-                idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+                idx = order[step * batch : (step + 1) * batch]
                 beta = config.kl_weight(epoch * steps_per_epoch + step, steps_per_epoch)
                 try:
                     loss = elbo.differentiable_loss(
@@ -241,6 +253,7 @@ def fit(
                     break
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                workers.average_gradients(params)
                 finite = torch.isfinite(loss.detach())
                 if config.clip_grad_norm is not None:
                     norm = torch.nn.utils.clip_grad_norm_(params, config.clip_grad_norm)
@@ -266,7 +279,7 @@ def fit(
                         }
                         on_epoch(result, full_state({"position": position}))
                     raise TrainingInterrupted(epoch + 1, step + 1)
-            mean = total.item() / steps_per_epoch / num_data
+            mean = workers.mean(total.item() / steps_per_epoch / num_data, x.device)
             bad_step = int(first_bad)
             if bad_step < 0 and not (math.isfinite(mean) and _finite(params)):
                 bad_step = steps_per_epoch - 1  # a gradient overflowed without the loss showing it

@@ -212,6 +212,8 @@ def _train(args: argparse.Namespace) -> None:
         config = TrainConfig(**given)
     out = args.out or f"runs/{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     metrics = train(config, out, resume=args.resume, progress=not args.quiet)
+    if not metrics:  # a worker other than rank 0 of a torchrun launch: rank 0 reports
+        return
     test = metrics["test"]
     print(
         f"{config.dataset} ({config.binarize} binarization): test ELBO {test['elbo']:.2f}, "

@@ -21,6 +21,7 @@ import pyro
 import torch
 
 from pyro_vae.inference import FitResult, evaluate, fit
+from pyro_vae.inference.distributed import leave, workers_from_environment
 
 from . import plots
 from .checkpoint import (
@@ -101,9 +102,13 @@ def train(
         progress: Show a progress bar on stderr.
     """
     out = Path(out_dir)
-    check_out_dir(out, resume)
-    config_dict = config.to_dict()
     device = check_device(config.device)
+    workers = workers_from_environment(device)  # one process unless launched by torchrun
+    if workers.distributed and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    check_out_dir(out, resume)
+    workers.barrier()  # every worker has checked the folder before the first one writes
+    config_dict = config.to_dict()
     state = None
     if resume:
         checkpoint = load_checkpoint(latest_checkpoint(out), map_location=device)
@@ -128,7 +133,7 @@ def train(
     test_y = None if data.test_y is None else data.test_y.to(device)
     train_fixed, test_fixed = binarize.fixed(train_x), binarize.fixed(test_x)
 
-    pyro.set_rng_seed(config.seed)
+    pyro.set_rng_seed(config.seed)  # the same initial model on every worker
     num_classes = None if train_y is None else int(train_y.max()) + 1
     # A weight prior makes the decoder weights global sites; AutoDelta gives their MAP value.
     vae, program = build_program(config, train_fixed, num_classes)
@@ -152,10 +157,21 @@ def train(
             f"training images of {config.dataset}"
         )
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config_dict)
+    if svi_config.batch_size % workers.world_size:
+        raise ConfigError(
+            f"batch_size {svi_config.batch_size} must be a multiple of the "
+            f"{workers.world_size} workers"
+        )
+    if workers.distributed:  # each worker draws its own z's
+        torch.manual_seed(config.seed + 7919 * workers.rank)
+
+    if workers.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", config_dict)
 
     def checkpoint(result: FitResult, fit_state: dict[str, Any]) -> None:
+        if not workers.is_main:
+            return
         step = fit_state.get("position", {}).get("step", 0)
         save_rotating(
             out,
@@ -175,13 +191,18 @@ def train(
                 seed=config.seed,
                 state=state,
                 on_epoch=checkpoint,
-                should_stop=stop,
+                should_stop=(lambda: workers.any(stop(), device)) if workers.distributed else stop,
+                workers=workers,
                 progress=progress,
             )
         except TrainingInterrupted as interrupted:
             interrupted.signal_number = stop.signal_number
             interrupted.checkpoint = out / CHECKPOINT_NAME
             raise
+        finally:
+            leave(workers)
+    if not workers.is_main:  # evaluation, pictures and metrics are rank 0's
+        return {}
 
     if vae.weight_sites:
         vae.fix_weights(program.point_weights())
@@ -233,6 +254,7 @@ def train(
         },
         "seed": config.seed,
         "device": str(device),
+        "workers": workers.world_size,
         "epochs": result.epochs,
         "train": {
             "loss_per_epoch": result.losses,

@@ -1,0 +1,99 @@
+"""Data-parallel training with torchrun (2 CPU processes, gloo) against one process."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from common import learned_ppca, ppca_log_likelihood, ppca_maximum, run_cli
+
+from pyro_vae.runs import load_run
+
+pytestmark = pytest.mark.slow
+
+#: A linear VAE on pPCA data: its optimum is known in closed form (Tipping & Bishop).
+PPCA_RUN = [
+    "train",
+    "--dataset",
+    "ppca",
+    "--binarize",
+    "none",
+    "--likelihood",
+    "normal",
+    "--likelihood-opt",
+    "scale=shared",
+    "--hidden",
+    "0",
+    "--latent-dim",
+    "2",
+    "--objective",
+    "elbo-analytic-kl",
+    "--batch-size",
+    "500",
+    "--epochs",
+    "100",
+    "--lr",
+    "0.05",
+    "--is-samples",
+    "200",
+    "--quiet",
+]
+
+
+def test_two_gloo_workers_reach_what_one_process_reaches(tmp_path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    ddp = subprocess.run(
+        [*torchrun, "2", "-m", "pyro_vae", *PPCA_RUN, "--out", str(tmp_path / "ddp")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ddp.returncode == 0, ddp.stderr
+    assert ddp.stdout.count("run folder") == 1  # rank 0 alone reports
+    single = run_cli(*PPCA_RUN, "--out", str(tmp_path / "single"))
+    assert single.returncode == 0, single.stderr
+    # rank 0 alone wrote the folder: the same files as a single process
+    names = {p.name for p in (tmp_path / "ddp").iterdir()}
+    assert names == {p.name for p in (tmp_path / "single").iterdir()}
+    metrics = {
+        name: json.loads((tmp_path / name / "metrics.json").read_text())
+        for name in ("ddp", "single")
+    }
+    assert metrics["ddp"]["workers"] == 2 and metrics["single"]["workers"] == 1
+    # Both reach the pPCA maximum within 0.05 nats per datapoint (the same tolerance for each),
+    # and their test log p(x) agree within 0.05 nats.
+    for name in ("ddp", "single"):
+        run = load_run(tmp_path / name)
+        reached = ppca_log_likelihood(run.train_x, *learned_ppca(run.vae)).mean().item()
+        assert abs(reached - ppca_maximum(run.train_x, 2)) < 0.05, (name, reached)
+    test = [metrics[name]["test"]["log_likelihood"] for name in ("ddp", "single")]
+    assert abs(test[0] - test[1]) < 0.05, test
+
+
+def test_shards_partition_each_epoch_equally():
+    import torch
+    from pyro_vae.inference.distributed import Workers
+
+    order = torch.randperm(101)
+    shards = [Workers(rank, 3).shard(order) for rank in range(3)]
+    assert {len(s) for s in shards} == {33}
+    together = torch.cat(shards)
+    assert len(set(together.tolist())) == 99 and set(together.tolist()) <= set(order.tolist())
+    assert torch.equal(Workers().shard(order), order)
+
+
+def test_batch_must_split_evenly_over_workers():
+    import torch
+    from pyro_vae.inference import SVIConfig, fit
+    from pyro_vae.inference.distributed import Workers
+    from pyro_vae.models import build_vae
+
+    from pyro_vae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="multiple of the 3 workers"):
+        fit(
+            build_vae(4, 2, (), likelihood="normal"),
+            torch.randn(50, 4),
+            config=SVIConfig(batch_size=10),
+            workers=Workers(0, 3),
+        )
