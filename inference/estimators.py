@@ -149,15 +149,15 @@ def evaluate(
     elbo = torch.zeros(n, dtype=torch.float64, device=x.device)
     recon = torch.zeros(n, dtype=torch.float64, device=x.device)
     kept = torch.empty(n, num_samples, dtype=x.dtype, device=x.device) if keep_log_weights else None
-    filled = [0] * n
+    col = 0  # columns of ``kept`` filled for the current rows (their chunks come in a row)
     for rows, observed, latent in _chunks(
         program, x, labels, num_samples, batch_size, max_elements
     ):
         log_w = observed + latent
         if kept is not None:
-            col = filled[rows.start]
+            col = 0 if col == num_samples else col
             kept[rows, col : col + log_w.shape[0]] = log_w.T
-            filled[rows.start] += log_w.shape[0]
+            col += log_w.shape[0]
         log_w = log_w.double()
         lse[rows] = torch.logaddexp(lse[rows], torch.logsumexp(log_w, dim=0))
         elbo[rows] += log_w.sum(0)

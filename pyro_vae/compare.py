@@ -184,7 +184,8 @@ def _row(result: MethodResult, prior: str, seed: int, train_x, train_y, test_x, 
     if result.vae is not None:
         result.vae.eval()
         train = evaluate(result.vae, train_x, train_y, num_samples=TRAIN_ELBO_SAMPLES)
-        test = evaluate(result.vae, test_x, test_y, num_samples=k, keep_log_weights=True)
+        with_khat = k >= MIN_IS_SAMPLES  # only then are the log weights kept
+        test = evaluate(result.vae, test_x, test_y, num_samples=k, keep_log_weights=with_khat)
         summary = test.summary()
         per_image = test.log_likelihood
         row.update(
@@ -196,7 +197,7 @@ def _row(result: MethodResult, prior: str, seed: int, train_x, train_y, test_x, 
             kl=summary["kl"],
             active_units=posterior_collapse(result.vae, test_x, test_y).active_units,
         )
-        if k >= MIN_IS_SAMPLES:
+        if with_khat:
             shares = pareto_diagnostics(test).khat_shares()
             row.update(khat_good=shares["good (< 0.5)"], khat_bad=shares["bad (> 0.7)"])
     row.update({k: v for k, v in result.details.items() if k != "posterior"})

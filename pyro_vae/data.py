@@ -326,6 +326,14 @@ class Binarization:
         return self.apply(x, gen)
 
 
+def evenly_spaced(n: int, count: int) -> torch.Tensor:
+    """``count`` indices spread evenly over ``0..n-1`` (all of them if ``count >= n``): a subset
+    that covers a test set sorted by label."""
+    if count >= n:
+        return torch.arange(n)
+    return torch.linspace(0, n - 1, count).round().long()
+
+
 def check_unit_interval(x: torch.Tensor, mode: str) -> None:
     """Binarization (other than ``none``) needs grey values in [0, 1]."""
     if mode != "none" and ((x < 0) | (x > 1)).any():

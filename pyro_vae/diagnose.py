@@ -18,6 +18,7 @@ import torch
 from . import arviz_bridge, diagnostic_plots
 from .checkpoint import write_json, write_text
 from .config import option
+from .data import evenly_spaced
 from .diagnostics import (
     KHAT_BAD,
     KHAT_GOOD,
@@ -67,13 +68,6 @@ class DiagnoseConfig:
             )
         if self.nuts_images and self.nuts_chains < 2:
             raise ConfigError("nuts_chains must be at least 2 (R-hat compares chains)")
-
-
-def _spread(n: int, count: int) -> torch.Tensor:
-    """``count`` indices spread evenly over ``0..n-1`` (all of them if count >= n)."""
-    if count >= n:
-        return torch.arange(n)
-    return torch.linspace(0, n - 1, count).round().long()
 
 
 def _check_comparable(run: Run, other: Run) -> None:
@@ -128,7 +122,7 @@ def diagnose(
     check_out_dir(out, resume=False)
 
     torch.manual_seed(config.seed)
-    rows = _spread(len(run.test_x), config.num_test).to(run.test_x.device)
+    rows = evenly_spaced(len(run.test_x), config.num_test).to(run.test_x.device)
     x = run.test_x[rows]
     y = None if run.test_y is None else run.test_y[rows]
     vae = run.vae
@@ -181,7 +175,7 @@ def diagnose(
     if config.gap_images:
         count = min(config.gap_images, len(x))
         _say(progress, f"amortization gap on {count} images ({config.gap_steps} steps of q*)")
-        chosen = _spread(len(x), count).to(x.device)
+        chosen = evenly_spaced(len(x), count).to(x.device)
         gaps = inference_gaps(
             vae,
             x[chosen],
@@ -193,7 +187,7 @@ def diagnose(
 
     idata_groups: dict[str, Any] = {}
     if config.nuts_images:
-        chosen = _spread(len(x), min(config.nuts_images, len(x))).tolist()
+        chosen = evenly_spaced(len(x), min(config.nuts_images, len(x))).tolist()
         _say(
             progress,
             f"NUTS on {len(chosen)} images, {config.nuts_chains} chains x "

@@ -14,6 +14,8 @@ from matplotlib.figure import Figure
 
 from pyro_vae.models import VAE
 
+from .data import evenly_spaced
+
 
 def make_grid(*args, **kwargs):
     """``torchvision.utils.make_grid``, imported on first use (torchvision takes seconds)."""
@@ -40,7 +42,7 @@ def save_reconstructions(
 
     Shows ``num`` images spread evenly over ``x`` (test sets are often sorted by label).
     """
-    x = x[torch.linspace(0, len(x) - 1, min(num, len(x))).round().long()]
+    x = x[evenly_spaced(len(x), num).to(x.device)]
     grid = torch.cat([_as_images(x, image_shape), _as_images(vae.reconstruct(x), image_shape)])
     save_image(grid, path, nrow=len(x), padding=2, pad_value=1.0)
 
@@ -162,7 +164,7 @@ def save_reconstructions_by_method(
     num: int = 10,
 ) -> None:
     """The data in the top row, then each model's reconstruction of it."""
-    x = x[torch.linspace(0, len(x) - 1, min(num, len(x))).round().long()]
+    x = x[evenly_spaced(len(x), num).to(x.device)]
     rows = {"data": x} | {label: vae.reconstruct(x) for label, vae in vaes.items()}
     save_image_rows(rows, image_shape, path, len(x))
 
