@@ -1,0 +1,168 @@
+"""Test NLL against the published Fashion-MNIST numbers, reproducible and resumable.
+
+Trains each configuration with the published setting (Norouzi et al. 2020, "Exemplar VAE":
+dynamic binarization, MLP 300 hidden, z = 40, Adam 5e-4, batch 100, KL warm-up over 100
+epochs) through the same ``pyro_vae.training.train`` the CLI calls, then estimates the test
+NLL with K = 5,000 importance samples per image (test images binarized once, fixed seed).
+
+Every run lives in ``OUT/DATASET/CONFIG`` and checkpoints every epoch: run the same command
+again (or with more ``--epochs``) to continue where it stopped. Results go to
+``OUT/DATASET/quality.json`` and a Markdown table ``OUT/DATASET/quality.md``.
+
+    python benchmarks/quality.py --dataset fashion-mnist --configs vae vamp --epochs 1000
+    python benchmarks/quality.py --dataset mnist5k --epochs 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pyro_vae.inference import evaluate
+
+from pyro_vae.config import TrainConfig
+from pyro_vae.errors import PyroVAEError, TrainingInterrupted
+from pyro_vae.runs import load_run
+from pyro_vae.training import resume_config, train
+
+#: The published setting every configuration shares.
+PUBLISHED_SETTING: dict[str, Any] = {
+    "binarize": "dynamic",
+    "hidden": (300,),
+    "latent_dim": 40,
+    "lr": 5e-4,
+    "batch_size": 100,
+    "warmup_epochs": 100,
+    "is_samples": 100,  # the training run's own quick estimate; the benchmark uses --samples
+}
+
+#: Configuration name -> (what differs from the published setting, published Fashion-MNIST NLL).
+CONFIGS: dict[str, tuple[dict[str, Any], float | None]] = {
+    "vae": ({"prior": "standard-normal", "objective": "elbo-analytic-kl"}, 228.70),
+    "vamp": ({"prior": "vamp", "prior_options": {"components": 500}}, 227.35),
+    "vamp-iwae": (
+        {
+            "prior": "vamp",
+            "prior_options": {"components": 500},
+            "objective": "iwae",
+            "particles": 5,
+        },
+        None,
+    ),
+}
+#: Best published number (Exemplar VAE); our best configuration should be below it.
+EXEMPLAR_VAE = 226.75
+
+
+def train_config(dataset: str, name: str, epochs: int, device: str, seed: int) -> TrainConfig:
+    """The configuration ``name`` in the published setting."""
+    changes, _ = CONFIGS[name]
+    return TrainConfig(
+        dataset=dataset, epochs=epochs, device=device, seed=seed, **PUBLISHED_SETTING, **changes
+    )
+
+
+def run_config(dataset: str, name: str, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Train (or continue) one configuration, then estimate its test NLL; returns its row."""
+    folder = out / name
+    resume = (folder / "checkpoint.pt").exists()
+    if resume:
+        config = resume_config(folder, epochs=args.epochs, device=args.device)
+    else:
+        config = train_config(dataset, name, args.epochs, args.device, args.seed)
+    done = load_run(folder).epochs if resume else 0
+    metrics_path = folder / "metrics.json"
+    if done < args.epochs or not metrics_path.exists():
+        print(f"{dataset}/{name}: training epochs {done + 1}..{args.epochs}", flush=True)
+        train(config, folder, resume=resume, progress=not args.quiet)
+    metrics = json.loads(metrics_path.read_text())
+    nll_path = folder / f"nll-K{args.samples}.json"
+    cached = json.loads(nll_path.read_text()) if nll_path.exists() else {}
+    if cached.get("epochs") != metrics["epochs"]:
+        run = load_run(folder, device=args.device)
+        print(f"{dataset}/{name}: test NLL with K={args.samples}", flush=True)
+        start = time.perf_counter()
+        result = evaluate(run.vae, run.test_x, run.test_y, num_samples=args.samples)
+        seconds = time.perf_counter() - start
+        nll = -result.log_likelihood
+        cached = {
+            "epochs": run.epochs,
+            "num_samples": args.samples,
+            "test_images": len(nll),
+            "nll": nll.mean().item(),
+            "nll_se": (nll.std() / math.sqrt(len(nll))).item(),
+            "elbo": result.elbo.mean().item(),
+            "kl": result.kl.mean().item(),
+            "seconds": seconds,
+        }
+        nll_path.write_text(json.dumps(cached, indent=2) + "\n")
+    _, published = CONFIGS[name]
+    return {
+        "config": name,
+        "prior": config.prior,
+        "objective": config.objective,
+        "particles": config.particles,
+        "train_seconds": metrics["wall_time_s"]["train"],
+        "published_nll": published if dataset == "fashion-mnist" else None,
+        **cached,
+    }
+
+
+def table(dataset: str, rows: list[dict[str, Any]]) -> str:
+    """The results as Markdown, with the published numbers beside ours."""
+    lines = [
+        f"Test NLL on {dataset} (dynamic binarization; nats per image, K importance samples; "
+        "mean +- standard error over the test images).",
+        "",
+        "| config | epochs | train time | K | test NLL | published | ours - published |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        published = r["published_nll"]
+        diff = f"{r['nll'] - published:+.2f}" if published is not None else ""
+        lines.append(
+            f"| {r['config']} | {r['epochs']} | {r['train_seconds'] / 60:.0f} min | "
+            f"{r['num_samples']} | {r['nll']:.2f} +- {r['nll_se']:.2f} | "
+            f"{published if published is not None else ''} | {diff} |"
+        )
+    if dataset == "fashion-mnist":
+        best = min(r["nll"] for r in rows)
+        lines += ["", f"Best: {best:.2f}; Exemplar VAE (published best): {EXEMPLAR_VAE}."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist or mnist5k")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--epochs", type=int, default=500, help="train each up to this many")
+    parser.add_argument("--samples", type=int, default=5000, help="K for the test NLL")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("bench-runs/quality"))
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args()
+    out = args.out / args.dataset
+    rows = []
+    try:
+        for name in args.configs:
+            rows.append(run_config(args.dataset, name, out, args))
+            (out / "quality.json").write_text(json.dumps(rows, indent=2) + "\n")
+            (out / "quality.md").write_text(table(args.dataset, rows))
+    except TrainingInterrupted as stopped:
+        print(f"stopped; run the same command to continue ({stopped})", file=sys.stderr)
+        return 130
+    except PyroVAEError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(table(args.dataset, rows), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
