@@ -9,6 +9,7 @@ from pyro import poutine
 from pyro.util import check_model_guide_match
 from pyro_vae.inference import OBJECTIVES
 from pyro_vae.models import LIKELIHOODS, build_vae
+from pyro_vae.models.likelihoods import BinaryBernoulli
 from torch.distributions import kl_divergence
 
 from pyro_vae.data import load_dataset
@@ -100,6 +101,18 @@ def test_likelihood_log_prob_matches_torch(likelihood):
         "laplace": lambda: torch.distributions.Laplace(params, torch.ones(12)),
     }[likelihood]()
     assert_close(lik(params).log_prob(x), reference.log_prob(x).sum(-1), atol=1e-5)
+
+
+def test_binary_bernoulli_matches_torch_at_extreme_logits_and_broadcasts_over_particles():
+    logits = torch.tensor([-200.0, -30.0, -1.0, 0.0, 1.0, 30.0, 200.0]).expand(3, 2, 7)
+    x = torch.tensor([[0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0]])
+    ours = BinaryBernoulli(logits=logits).log_prob(x)
+    assert ours.shape == (3, 2, 7)
+    # torch's reference in float64, where its own rounding does not matter
+    exact = torch.distributions.Bernoulli(logits=logits.double()).log_prob(x.double())
+    assert_close(ours.double(), exact, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="support"):
+        BinaryBernoulli(logits=logits, validate_args=True).log_prob(torch.full((2, 7), 0.5))
 
 
 def test_registries_list_the_valid_names():

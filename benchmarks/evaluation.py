@@ -1,0 +1,169 @@
+"""Throughput of the importance-sampled NLL (``pyro_vae.inference.evaluate``) with large K.
+
+Estimates log p(x) with K importance samples per image for a 784-400-20 Bernoulli VAE on
+mnist5k test images (tiled to ``--images``), in chunks of at most ``--max-elements`` floats,
+and reports images/s, samples/s, the matmul FLOP/s achieved against the fp32 matmul peak
+measured in the same run, and the peak memory the estimate added. The same estimate written
+directly in PyTorch (same networks, chunks and arithmetic) runs beside it as the ideal.
+Throughput does not depend on the weights, so both VAEs are used as initialised.
+
+    python benchmarks/evaluation.py --images 10000 --samples 5000 --out docs/evaluation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyro
+import torch
+from pyro.distributions.util import is_validation_enabled
+from pyro_vae.inference import evaluate
+from pyro_vae.inference.estimators import MAX_ELEMENTS
+from pyro_vae.models import build_vae
+from speed import ReferenceVAE, matmul_peak
+from torch.nn.functional import softplus
+
+from pyro_vae.data import load_dataset
+
+DATA_DIM, HIDDEN, LATENT = 784, 400, 20
+
+
+def sample_flops() -> float:
+    """Matmul FLOPs of one importance sample: the decoder's forward pass."""
+    return 2 * (LATENT * HIDDEN + HIDDEN * DATA_DIM)
+
+
+def image_flops() -> float:
+    """Matmul FLOPs spent once per image and chunk of particles: the encoder's forward pass."""
+    return 2 * (DATA_DIM * HIDDEN + 2 * HIDDEN * LATENT)
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak memory so far: the CUDA allocator's on a GPU, the process's maximum RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@torch.no_grad()
+def reference_nll(
+    model: ReferenceVAE, x: torch.Tensor, samples: int, max_elements: int, batch: int = 100
+) -> torch.Tensor:
+    """The same importance-sampled log p(x), written directly in PyTorch: the ideal to match."""
+    log_normal = -0.5 * math.log(2 * math.pi)
+    result = torch.empty(len(x), dtype=torch.float64, device=x.device)
+    for start in range(0, len(x), batch):
+        xb = x[start : start + batch]
+        h = model.enc(xb)
+        loc, scale = model.loc(h), softplus(model.raw_scale(h)) + 1e-6
+        sign = 1 - 2 * xb
+        per_chunk = max(1, min(samples, max_elements // (len(xb) * DATA_DIM)))
+        lse = torch.full((len(xb),), -math.inf, dtype=torch.float64, device=x.device)
+        for done in range(0, samples, per_chunk):
+            eps = torch.randn(min(per_chunk, samples - done), *loc.shape, device=x.device)
+            z = loc + scale * eps
+            log_px = -softplus(sign * model.dec(z)).sum(-1)
+            log_pz = (log_normal - 0.5 * z.pow(2)).sum(-1)
+            log_qz = (log_normal - 0.5 * eps.pow(2) - scale.log()).sum(-1)
+            log_w = (log_px + log_pz - log_qz).double()
+            lse = torch.logaddexp(lse, torch.logsumexp(log_w, dim=0))
+        result[start : start + batch] = lse - math.log(samples)
+    return result
+
+
+def timed(fn: Callable[[], torch.Tensor]) -> tuple[float, float]:
+    """(seconds, mean NLL) of one estimate; reading the result waits for the device."""
+    start = time.perf_counter()
+    nll = -fn().mean().item()
+    return time.perf_counter() - start, nll
+
+
+def measure(x: torch.Tensor, samples: int, max_elements: int, peak: float) -> dict:
+    vae = build_vae(DATA_DIM, LATENT, (HIDDEN,)).to(x.device).eval()
+    reference = ReferenceVAE().to(x.device)
+    if x.is_cuda:
+        torch.cuda.reset_peak_memory_stats(x.device)
+    before = peak_memory_bytes(x.device)
+    evaluate(vae, x[:100], num_samples=min(samples, 50), max_elements=max_elements)  # warm-up
+    seconds, nll = timed(
+        lambda: evaluate(vae, x, num_samples=samples, max_elements=max_elements).log_likelihood
+    )
+    added = peak_memory_bytes(x.device) - before
+    reference_nll(reference, x[:100], min(samples, 50), max_elements)
+    ref_seconds, _ = timed(lambda: reference_nll(reference, x, samples, max_elements))
+    particle_chunks = -(-samples // max(1, max_elements // (100 * DATA_DIM)))
+    flops = len(x) * (samples * sample_flops() + particle_chunks * image_flops())
+    return {
+        "images": len(x),
+        "samples_per_image": samples,
+        "max_elements": max_elements,
+        "seconds": seconds,
+        "images_per_s": len(x) / seconds,
+        "samples_per_s": len(x) * samples / seconds,
+        "flops_per_s": flops / seconds,
+        "share_of_peak": flops / seconds / peak,
+        "reference_seconds": ref_seconds,
+        "reference_share_of_peak": flops / ref_seconds / peak,
+        "ratio_time_pyro_over_reference": seconds / ref_seconds,
+        # on CPU the process's peak RSS only grows, so later rows show a lower bound
+        "added_peak_memory_mib": added / 2**20,
+        "nll": nll,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=10000, help="mnist5k test tiled to this")
+    parser.add_argument("--samples", type=int, default=5000, help="K per image")
+    parser.add_argument(
+        "--max-elements", type=int, nargs="+", default=[MAX_ELEMENTS], help="chunk caps to try"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="write the results as JSON")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    pyro.set_rng_seed(args.seed)
+    base = load_dataset("mnist5k").test_x
+    x = torch.bernoulli(base.repeat(-(-args.images // len(base)), 1)[: args.images]).to(device)
+    peak = matmul_peak(device)
+    rows = [measure(x, args.samples, cap, peak) for cap in args.max_elements]
+    report = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "versions": {"torch": torch.__version__, "pyro": pyro.__version__},
+        "validation": is_validation_enabled(),
+        "matmul_peak_flops_per_s": peak,
+        "rows": rows,
+    }
+    print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s on {device}")
+    print(
+        "| images | K | chunk cap | seconds | images/s | samples/s | % of peak "
+        "| reference % of peak | time ratio | + memory |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['images']} | {r['samples_per_image']} | 2^{r['max_elements'].bit_length() - 1} "
+            f"| {r['seconds']:.1f} | {r['images_per_s']:.1f} | {r['samples_per_s']:.0f} | "
+            f"{100 * r['share_of_peak']:.1f} % | {100 * r['reference_share_of_peak']:.1f} % | "
+            f"{r['ratio_time_pyro_over_reference']:.3f} | {r['added_peak_memory_mib']:.0f} MiB |"
+        )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
