@@ -5,7 +5,8 @@ same data with the same epoch structure (dynamic binarization, a random permutat
 steps). pyro-vae runs ``pyro_vae.inference.fit`` with ``elbo-analytic-kl``; the reference is a
 plain PyTorch loop written here. Epochs of the two alternate (interleaved repeats) so machine
 noise hits both alike; the script reports medians, their ratio, and each step's achieved FLOP/s
-against the fp32 matmul peak measured in the same run.
+against the fp32 matmul peak measured in the same run. Each batch size is measured twice:
+pyro-vae as Pyro runs it (``jit=False``) and with the loss traced (``jit=True``).
 
     python benchmarks/speed.py --batch-sizes 128 1024 --repeats 7 --out docs/speed.json
 """
@@ -93,38 +94,29 @@ def step_flops_per_image() -> float:
     return 3 * 2 * macs
 
 
-def measure(x: torch.Tensor, batch: int, repeats: int, seed: int) -> dict:
+def measure(x: torch.Tensor, batch: int, repeats: int, seed: int, jit: bool) -> dict:
+    """One pyro-vae fit of ``repeats + 1`` epochs, a reference epoch after each of its epochs."""
     torch.manual_seed(seed)
     pyro.set_rng_seed(seed)
     vae = build_vae(DATA_DIM, LATENT, (HIDDEN,)).to(x.device)
     reference = ReferenceVAE().to(x.device)
     ref_opt = torch.optim.Adam(reference.parameters(), lr=1e-3)
     gen = torch.Generator(device=x.device).manual_seed(seed)
-    config = SVIConfig(objective="elbo-analytic-kl", batch_size=batch, lr=1e-3, epochs=1)
-    state: dict = {}
+    config = SVIConfig(
+        objective="elbo-analytic-kl", batch_size=batch, lr=1e-3, epochs=repeats + 1, jit=jit
+    )
+    ref_seconds = []
 
-    def keep(_result, fit_state):
-        state["fit"] = fit_state
+    def reference_turn(_result, _state):  # runs between pyro-vae's epochs, outside its timing
+        ref_seconds.append(reference_epoch(reference, ref_opt, x, batch, gen))
 
-    pyro_seconds, ref_seconds = [], []
-    for repeat in range(repeats + 1):  # the first pair warms up and is dropped
-        config.epochs = repeat + 1
-        result = fit(
-            vae,
-            x,
-            config=config,
-            binarization="dynamic",
-            seed=seed,
-            state=state.get("fit"),
-            on_epoch=keep,
-        )
-        seconds = reference_epoch(reference, ref_opt, x, batch, gen)
-        if repeat:
-            pyro_seconds.append(result.epoch_seconds[-1])
-            ref_seconds.append(seconds)
+    result = fit(vae, x, config=config, binarization="dynamic", seed=seed, on_epoch=reference_turn)
+    # the first pair warms up (and, with jit, includes the one-off trace) and is dropped
+    pyro_seconds, ref_seconds = result.epoch_seconds[1:], ref_seconds[1:]
     pyro_median, ref_median = statistics.median(pyro_seconds), statistics.median(ref_seconds)
     return {
         "batch_size": batch,
+        "jit": jit,
         "images": len(x),
         "pyro_vae_images_per_s": len(x) / pyro_median,
         "reference_images_per_s": len(x) / ref_median,
@@ -149,7 +141,11 @@ def main() -> None:
     base = load_dataset("mnist5k").train_x
     x = base.repeat(-(-args.images // len(base)), 1)[: args.images].to(device)
     peak = matmul_peak(device)
-    rows = [measure(x, batch, args.repeats, args.seed) for batch in args.batch_sizes]
+    rows = [
+        measure(x, batch, args.repeats, args.seed, jit)
+        for batch in args.batch_sizes
+        for jit in (False, True)
+    ]
     for row in rows:
         row["matmul_peak_flops_per_s"] = peak
         row["pyro_vae_share_of_peak"] = row["pyro_vae_flops_per_s"] / peak
@@ -163,11 +159,12 @@ def main() -> None:
         "rows": rows,
     }
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s on {device}")
-    print("| batch | pyro-vae img/s | reference img/s | time ratio | pyro-vae % of peak |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| batch | jit | pyro-vae img/s | reference img/s | time ratio | pyro-vae % of peak |")
+    print("|---:|---|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['batch_size']} | {r['pyro_vae_images_per_s']:.0f} | "
+            f"| {r['batch_size']} | {'yes' if r['jit'] else 'no'} | "
+            f"{r['pyro_vae_images_per_s']:.0f} | "
             f"{r['reference_images_per_s']:.0f} | {r['ratio_time_pyro_over_reference']:.3f} | "
             f"{100 * r['pyro_vae_share_of_peak']:.1f} % |"
         )

@@ -25,6 +25,7 @@ from . import rng_state
 from .distributed import Workers
 from .objectives import OBJECTIVES
 from .optimizers import OPTIMIZERS
+from .traced_loss import TracedLoss
 
 
 class Program(Protocol):
@@ -61,6 +62,9 @@ class SVIConfig:
             :class:`~pyro_vae.errors.TrainingDiverged` (the last good epoch's checkpoint stays);
             ``"rollback"`` restores the state at the start of the epoch, halves the learning
             rate and runs the epoch again (at most :data:`MAX_ROLLBACKS` times per fit).
+        jit: Trace the loss with TorchScript (:class:`~.traced_loss.TracedLoss`): the same
+            objective with Pyro's per-step Python overhead removed; validation then runs only
+            while tracing.
     """
 
     objective: str = "elbo"
@@ -73,6 +77,7 @@ class SVIConfig:
     warmup_epochs: int = 0
     clip_grad_norm: float | None = None
     on_divergence: str = "stop"
+    jit: bool = False
 
     def __post_init__(self) -> None:
         OBJECTIVES[self.objective]
@@ -84,6 +89,8 @@ class SVIConfig:
         nonnegative_int("warmup_epochs", self.warmup_epochs)
         if self.clip_grad_norm is not None:
             positive_float("clip_grad_norm", self.clip_grad_norm)
+        if not isinstance(self.jit, bool):
+            raise ConfigError(f"jit must be true or false, not {self.jit!r}")
         if self.on_divergence not in ON_DIVERGENCE:
             raise ConfigError(
                 f"on_divergence must be one of {', '.join(ON_DIVERGENCE)}, not "
@@ -119,6 +126,23 @@ class FitResult:
     @property
     def wall_time(self) -> float:
         return float(sum(self.epoch_seconds))
+
+
+def _step_loss(
+    elbo: Any, program: Program, num_data: int, jit: bool
+) -> Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor, float], torch.Tensor]:
+    """``loss(x, labels, indices, beta)`` of one minibatch: eager Pyro, or traced once."""
+    if jit:
+        return TracedLoss(elbo, program, num_data)
+
+    def loss(
+        x: torch.Tensor, labels: torch.Tensor | None, indices: torch.Tensor, beta: float
+    ) -> torch.Tensor:
+        return elbo.differentiable_loss(
+            program.model, program.guide, x, labels, num_data=num_data, indices=indices, beta=beta
+        )
+
+    return loss
 
 
 def fit(
@@ -177,6 +201,7 @@ def fit(
     if not torch.isfinite(x).all():
         raise DataError("the training data contain NaN or infinite values")
     elbo = OBJECTIVES.build(config.objective, config.num_particles)
+    step_loss = _step_loss(elbo, program, num_data, config.jit)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     fixed_x = binarize.fixed(x) if not binarize.resample else None
 
@@ -237,15 +262,7 @@ def fit(
                 idx = order[step * batch : (step + 1) * batch]
                 beta = config.kl_weight(epoch * steps_per_epoch + step, steps_per_epoch)
                 try:
-                    loss = elbo.differentiable_loss(
-                        program.model,
-                        program.guide,
-                        data[idx],
-                        None if labels is None else labels[idx],
-                        num_data=num_data,
-                        indices=idx,
-                        beta=beta,
-                    )
+                    loss = step_loss(data[idx], None if labels is None else labels[idx], idx, beta)
                 except ValueError as err:
                     if not _invalid_from_divergence(str(err), params):
                         raise

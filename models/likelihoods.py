@@ -11,7 +11,7 @@ import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
-from torch.nn.functional import softplus
+from torch.nn.functional import logsigmoid
 
 from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.registry import Registry
@@ -62,7 +62,7 @@ class Likelihood(PyroModule):
 class BinaryBernoulli(dist.Bernoulli):
     """A Bernoulli whose ``log_prob`` takes the form that holds for values in {0, 1}.
 
-    ``log p(x) = -softplus((1 - 2x) * logits)``: two passes over the logits instead of the
+    ``log p(x) = logsigmoid((2x - 1) * logits)``: two passes over the logits instead of the
     several kernels of ``binary_cross_entropy_with_logits``, which dominate the cost of
     importance sampling with many draws. Equal to ``Bernoulli.log_prob`` on binary values (the
     support that validation and :meth:`Likelihood.check_data` enforce).
@@ -71,7 +71,7 @@ class BinaryBernoulli(dist.Bernoulli):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        return -softplus((1 - 2 * value) * self.logits)
+        return logsigmoid((2 * value - 1) * self.logits)
 
 
 class BernoulliLikelihood(Likelihood):

@@ -66,6 +66,10 @@ def _add_config_options(
             parser.add_argument(
                 flag, nargs="+", type=_typed(flag, int), default=None, metavar="N", help=help_text
             )
+        elif isinstance(default, bool):
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         elif default is None or isinstance(default, str):
             metavar = f.metadata.get("metavar", "NAME" if default else "PATH")
             parser.add_argument(flag, default=None, metavar=metavar, help=help_text)

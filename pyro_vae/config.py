@@ -77,6 +77,11 @@ class TrainConfig:
         "on a NaN/inf loss: stop (keep the last good checkpoint) or rollback (redo the epoch "
         "from its start with half the learning rate, at most 3 times)",
     )
+    jit: bool = option(
+        False,
+        "trace the loss with TorchScript: the same objective without Pyro's per-step Python "
+        "overhead (validation runs once, while tracing)",
+    )
     keep_checkpoints: int = option(3, "tagged checkpoints kept besides checkpoint.pt")
     seed: int = option(0, "random seed (initialisation, data order, binarization)")
     device: str = option("cpu", "cpu or cuda[:N]")
@@ -119,6 +124,7 @@ class TrainConfig:
             warmup_epochs=self.warmup_epochs,
             clip_grad_norm=self.clip_grad_norm or None,
             on_divergence=self.on_divergence,
+            jit=self.jit,
         )
 
     def model_spec(self, **changes: Any) -> ModelSpec:

@@ -40,7 +40,14 @@ from .runs import build_program
 from .signals import stop_on_signals
 
 #: Settings that may change when a run is resumed; all others must match the saved run.
-RESUMABLE_CHANGES = ("epochs", "device", "is_samples", "keep_checkpoints", "on_divergence")
+RESUMABLE_CHANGES = (
+    "epochs",
+    "device",
+    "is_samples",
+    "keep_checkpoints",
+    "on_divergence",
+    "jit",
+)
 #: Draws per training image for the reported train ELBO.
 TRAIN_ELBO_SAMPLES = 10
 

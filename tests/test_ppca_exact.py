@@ -48,9 +48,10 @@ def test_importance_sampling_converges_to_log_likelihood(ppca):
     assert abs(errors[5000]) < 0.02
 
 
-def test_linear_vae_reaches_the_ppca_maximum(ppca):
+@pytest.mark.parametrize("jit", [False, True])
+def test_linear_vae_reaches_the_ppca_maximum(ppca, jit):
     vae = linear_vae(8, 2)
-    config = SVIConfig(objective="elbo-analytic-kl", batch_size=500, epochs=250, lr=0.05)
+    config = SVIConfig(objective="elbo-analytic-kl", batch_size=500, epochs=250, lr=0.05, jit=jit)
     result = fit(vae, ppca.train_x, config=config)
     weight, mu, sigma = learned_ppca(vae)
     reached = ppca_log_likelihood(ppca.train_x, weight, mu, sigma).mean().item()
