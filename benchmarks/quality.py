@@ -59,11 +59,19 @@ CONFIGS: dict[str, tuple[dict[str, Any], float | None]] = {
 EXEMPLAR_VAE = 226.75
 
 
-def train_config(dataset: str, name: str, epochs: int, device: str, seed: int) -> TrainConfig:
+def train_config(
+    dataset: str, name: str, epochs: int, device: str, seed: int, jit: bool
+) -> TrainConfig:
     """The configuration ``name`` in the published setting."""
     changes, _ = CONFIGS[name]
     return TrainConfig(
-        dataset=dataset, epochs=epochs, device=device, seed=seed, **PUBLISHED_SETTING, **changes
+        dataset=dataset,
+        epochs=epochs,
+        device=device,
+        seed=seed,
+        jit=jit,
+        **PUBLISHED_SETTING,
+        **changes,
     )
 
 
@@ -72,9 +80,9 @@ def run_config(dataset: str, name: str, out: Path, args: argparse.Namespace) -> 
     folder = out / name
     resume = (folder / "checkpoint.pt").exists()
     if resume:
-        config = resume_config(folder, epochs=args.epochs, device=args.device)
+        config = resume_config(folder, epochs=args.epochs, device=args.device, jit=args.jit)
     else:
-        config = train_config(dataset, name, args.epochs, args.device, args.seed)
+        config = train_config(dataset, name, args.epochs, args.device, args.seed, args.jit)
     done = load_run(folder).epochs if resume else 0
     metrics_path = folder / "metrics.json"
     if done < args.epochs or not metrics_path.exists():
@@ -145,6 +153,9 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("bench-runs/quality"))
+    parser.add_argument(
+        "--jit", action=argparse.BooleanOptionalAction, default=True, help="traced loss (faster)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args()
     out = args.out / args.dataset

@@ -1,0 +1,116 @@
+"""Seconds per training epoch against data set size and against network width.
+
+Fits a Bernoulli VAE (analytic KL, Adam, batch 128, dynamic binarization) with
+``pyro_vae.inference.fit`` on the first N training images of a data set (default
+Fashion-MNIST, whose 60,000 images cover 1k ... 60k) and times the second epoch (the first
+warms up). A second sweep varies the hidden width at fixed latent size and the latent size at
+fixed width on 10,000 images. Writes the figures as JSON and a two-panel plot.
+
+    python benchmarks/scaling.py --out docs/scaling.json --plot docs/scaling.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import pyro
+import torch
+from pyro_vae.inference import SVIConfig, fit
+from pyro_vae.models import build_vae
+
+from pyro_vae.data import load_dataset
+
+SIZES = (1000, 2000, 5000, 10000, 20000, 40000, 60000)
+HIDDEN_WIDTHS = (100, 200, 400, 800, 1600)
+LATENT_SIZES = (5, 10, 20, 40, 80)
+
+
+def epoch_seconds(
+    x: torch.Tensor, hidden: int, latent: int, batch: int, jit: bool, seed: int
+) -> float:
+    """Seconds of the second epoch of a fresh fit on ``x``."""
+    torch.manual_seed(seed)
+    vae = build_vae(x.shape[1], latent, (hidden,)).to(x.device)
+    config = SVIConfig(objective="elbo-analytic-kl", batch_size=batch, epochs=2, jit=jit)
+    return fit(vae, x, config=config, binarization="dynamic", seed=seed).epoch_seconds[-1]
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    sizes = [r["images"] for r in report["by_size"]]
+    seconds = [r["seconds"] for r in report["by_size"]]
+    left.plot(sizes, seconds, "o-", label="measured")
+    rate = seconds[-1] / sizes[-1]
+    left.plot(sizes, [rate * n for n in sizes], "--", color="grey", label="linear through 60k")
+    left.set(xlabel="training images", ylabel="seconds per epoch", title="data set size")
+    left.legend()
+    for key, label in (("hidden", "hidden width (z = 20)"), ("latent", "latent size (h = 400)")):
+        rows = report[f"by_{key}"]
+        right.plot([r[key] for r in rows], [r["seconds"] for r in rows], "o-", label=label)
+    right.set(
+        xscale="log", xlabel="size", ylabel="seconds per epoch", title="network size, 10k images"
+    )
+    right.legend()
+    fig.suptitle(f"pyro-vae fit, batch {report['batch_size']}, {report['device']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--jit", action="store_true", help="fit with the traced loss")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="write the results as JSON")
+    parser.add_argument("--plot", type=Path, help="write the plot as PNG")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    x_all = load_dataset(args.dataset).train_x.to(device)
+    sizes = [n for n in SIZES if n <= len(x_all)]
+
+    def seconds(n: int, hidden: int = 400, latent: int = 20) -> float:
+        return epoch_seconds(x_all[:n], hidden, latent, args.batch_size, args.jit, args.seed)
+
+    report = {
+        "date": time.strftime("%Y-%m-%d"),
+        "dataset": args.dataset,
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "versions": {"torch": torch.__version__, "pyro": pyro.__version__},
+        "batch_size": args.batch_size,
+        "jit": args.jit,
+        "by_size": [{"images": n, "seconds": seconds(n)} for n in sizes],
+        "by_hidden": [{"hidden": h, "seconds": seconds(10000, hidden=h)} for h in HIDDEN_WIDTHS],
+        "by_latent": [{"latent": z, "seconds": seconds(10000, latent=z)} for z in LATENT_SIZES],
+    }
+    print("| images | s/epoch | s per 1k images |")
+    print("|---:|---:|---:|")
+    for r in report["by_size"]:
+        print(f"| {r['images']} | {r['seconds']:.2f} | {1000 * r['seconds'] / r['images']:.3f} |")
+    for key in ("hidden", "latent"):
+        print(f"| {key} | s/epoch (10k images) |\n|---:|---:|")
+        for r in report[f"by_{key}"]:
+            print(f"| {r[key]} | {r['seconds']:.2f} |")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    if args.plot:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot(report, args.plot)
+
+
+if __name__ == "__main__":
+    main()
