@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import resource
 import time
 from collections.abc import Callable
@@ -23,11 +22,11 @@ from pathlib import Path
 
 import pyro
 import torch
-from pyro.distributions.util import is_validation_enabled
+from machine import describe, matmul_peak
 from pyro_vae.inference import evaluate
 from pyro_vae.inference.estimators import MAX_ELEMENTS
 from pyro_vae.models import build_vae
-from speed import ReferenceVAE, matmul_peak
+from speed import ReferenceVAE
 from torch.nn.functional import softplus
 
 from pyro_vae.data import load_dataset
@@ -136,17 +135,7 @@ def main() -> None:
     x = torch.bernoulli(base.repeat(-(-args.images // len(base)), 1)[: args.images]).to(device)
     peak = matmul_peak(device)
     rows = [measure(x, args.samples, cap, peak) for cap in args.max_elements]
-    report = {
-        "date": time.strftime("%Y-%m-%d"),
-        "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "versions": {"torch": torch.__version__, "pyro": pyro.__version__},
-        "validation": is_validation_enabled(),
-        "matmul_peak_flops_per_s": peak,
-        "rows": rows,
-    }
+    report = {**describe(device), "matmul_peak_flops_per_s": peak, "rows": rows}
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s on {device}")
     print(
         "| images | K | chunk cap | seconds | images/s | samples/s | % of peak "

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
 from pathlib import Path
 
-import pyro
 import torch
+from machine import describe
 from pyro_vae.inference import SVIConfig, fit
 from pyro_vae.models import build_vae
 
@@ -50,14 +48,19 @@ def plot(report: dict, path: Path) -> None:
     seconds = [r["seconds"] for r in report["by_size"]]
     left.plot(sizes, seconds, "o-", label="measured")
     rate = seconds[-1] / sizes[-1]
-    left.plot(sizes, [rate * n for n in sizes], "--", color="grey", label="linear through 60k")
+    left.plot(
+        sizes, [rate * n for n in sizes], "--", color="grey", label=f"linear through {sizes[-1]:,}"
+    )
     left.set(xlabel="training images", ylabel="seconds per epoch", title="data set size")
     left.legend()
     for key, label in (("hidden", "hidden width (z = 20)"), ("latent", "latent size (h = 400)")):
         rows = report[f"by_{key}"]
         right.plot([r[key] for r in rows], [r["seconds"] for r in rows], "o-", label=label)
     right.set(
-        xscale="log", xlabel="size", ylabel="seconds per epoch", title="network size, 10k images"
+        xscale="log",
+        xlabel="size",
+        ylabel="seconds per epoch",
+        title=f"network size, {report['width_images']} images",
     )
     right.legend()
     fig.suptitle(f"pyro-vae fit, batch {report['batch_size']}, {report['device']}")
@@ -69,6 +72,10 @@ def plot(report: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--widths", type=int, nargs="+", default=list(HIDDEN_WIDTHS))
+    parser.add_argument("--latents", type=int, nargs="+", default=list(LATENT_SIZES))
+    parser.add_argument("--width-images", type=int, default=10000, help="images for width sweeps")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--jit", action="store_true", help="fit with the traced loss")
     parser.add_argument("--device", default="cpu")
@@ -78,30 +85,32 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     x_all = load_dataset(args.dataset).train_x.to(device)
-    sizes = [n for n in SIZES if n <= len(x_all)]
+    sizes = [n for n in args.sizes if n <= len(x_all)]
+    width_images = min(args.width_images, len(x_all))
 
     def seconds(n: int, hidden: int = 400, latent: int = 20) -> float:
         return epoch_seconds(x_all[:n], hidden, latent, args.batch_size, args.jit, args.seed)
 
     report = {
-        "date": time.strftime("%Y-%m-%d"),
+        **describe(device),
         "dataset": args.dataset,
-        "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "versions": {"torch": torch.__version__, "pyro": pyro.__version__},
         "batch_size": args.batch_size,
         "jit": args.jit,
         "by_size": [{"images": n, "seconds": seconds(n)} for n in sizes],
-        "by_hidden": [{"hidden": h, "seconds": seconds(10000, hidden=h)} for h in HIDDEN_WIDTHS],
-        "by_latent": [{"latent": z, "seconds": seconds(10000, latent=z)} for z in LATENT_SIZES],
+        "width_images": width_images,
+        "by_hidden": [
+            {"hidden": h, "seconds": seconds(width_images, hidden=h)} for h in args.widths
+        ],
+        "by_latent": [
+            {"latent": z, "seconds": seconds(width_images, latent=z)} for z in args.latents
+        ],
     }
     print("| images | s/epoch | s per 1k images |")
     print("|---:|---:|---:|")
     for r in report["by_size"]:
         print(f"| {r['images']} | {r['seconds']:.2f} | {1000 * r['seconds'] / r['images']:.3f} |")
     for key in ("hidden", "latent"):
-        print(f"| {key} | s/epoch (10k images) |\n|---:|---:|")
+        print(f"| {key} | s/epoch ({width_images} images) |\n|---:|---:|")
         for r in report[f"by_{key}"]:
             print(f"| {r[key]} | {r['seconds']:.2f} |")
     if args.out:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import pyro
 import torch
+from machine import describe, matmul_peak
 from pyro_vae.inference import SVIConfig, fit
 from pyro_vae.models import build_vae
 from torch import nn
@@ -69,23 +69,6 @@ def reference_epoch(
     if x.is_cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - start
-
-
-def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 20) -> float:
-    """fp32 FLOP/s of an n x n matrix product (median of ``repeats``)."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times)
 
 
 def step_flops_per_image() -> float:
@@ -149,15 +132,7 @@ def main() -> None:
     for row in rows:
         row["matmul_peak_flops_per_s"] = peak
         row["pyro_vae_share_of_peak"] = row["pyro_vae_flops_per_s"] / peak
-    report = {
-        "date": time.strftime("%Y-%m-%d"),
-        "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "versions": {"torch": torch.__version__, "pyro": pyro.__version__},
-        "rows": rows,
-    }
+    report = {**describe(device), "rows": rows}
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s on {device}")
     print("| batch | jit | pyro-vae img/s | reference img/s | time ratio | pyro-vae % of peak |")
     print("|---:|---|---:|---:|---:|---:|")

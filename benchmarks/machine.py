@@ -1,0 +1,51 @@
+"""What every benchmark records: the machine, the versions, the matmul peak; and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+from pyro.distributions.util import is_validation_enabled
+
+
+def describe(device: torch.device) -> dict[str, Any]:
+    """Date, device, CPU, threads, GPU name, versions and whether Pyro validates."""
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "versions": {"torch": torch.__version__, "pyro": pyro.__version__},
+        "validation": is_validation_enabled(),
+    }
+
+
+def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 20) -> float:
+    """fp32 FLOP/s of an n x n matrix product (median of ``repeats``)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times)
+
+
+def write_report(path: Path | None, report: dict[str, Any]) -> None:
+    """Write ``report`` as indented JSON to ``path`` (nothing when ``path`` is None)."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,72 @@
+"""Each benchmark script runs end to end on tiny settings and writes what its docs say.
+
+These check that the scripts work, not their figures (no timed assertions: see
+docs/benchmarks.md for the measured numbers)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from common import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def run_script(name, *args, cwd=None):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def test_speed_writes_both_variants_for_each_batch(tmp_path):
+    out = tmp_path / "speed.json"
+    run_script("speed.py", "--batch-sizes", "200", "--repeats", "1", "--images", "600",
+               "--out", str(out))  # fmt: skip
+    report = json.loads(out.read_text())
+    assert [(r["batch_size"], r["jit"]) for r in report["rows"]] == [(200, False), (200, True)]
+    for row in report["rows"]:
+        assert len(row["pyro_vae_epoch_s"]) == len(row["reference_epoch_s"]) == 1
+        assert 0 < row["pyro_vae_share_of_peak"]
+    assert report["versions"]["pyro"] and report["validation"] is True
+
+
+def test_evaluation_estimate_agrees_with_its_plain_pytorch_twin(tmp_path):
+    out = tmp_path / "evaluation.json"
+    run_script("evaluation.py", "--images", "100", "--samples", "20", "--max-elements",
+               "100000", "--out", str(out))  # fmt: skip
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["images"] == 100 and row["samples_per_image"] == 20
+    assert 300 < row["nll"] < 800  # an untrained 784-pixel Bernoulli VAE: about 544 nats
+
+
+def test_scaling_writes_every_sweep_and_the_plot(tmp_path):
+    out, picture = tmp_path / "scaling.json", tmp_path / "scaling.png"
+    run_script("scaling.py", "--dataset", "mnist5k", "--sizes", "500", "1000", "--widths", "16",
+               "--latents", "2", "--width-images", "500", "--out", str(out), "--plot",
+               str(picture))  # fmt: skip
+    report = json.loads(out.read_text())
+    assert [r["images"] for r in report["by_size"]] == [500, 1000]
+    assert report["by_hidden"][0]["hidden"] == 16 and report["by_latent"][0]["latent"] == 2
+    assert picture.stat().st_size > 0
+
+
+def test_quality_trains_scores_and_continues_a_stopped_run(tmp_path):
+    args = ["--dataset", "mnist5k", "--configs", "vae", "--samples", "5", "--quiet",
+            "--out", str(tmp_path)]  # fmt: skip
+    run_script("quality.py", *args, "--epochs", "1")
+    folder = tmp_path / "mnist5k"
+    first = json.loads((folder / "quality.json").read_text())
+    assert first[0]["epochs"] == 1 and first[0]["num_samples"] == 5
+    assert first[0]["published_nll"] is None  # published numbers are for Fashion-MNIST
+    run_script("quality.py", *args, "--epochs", "2")  # continues the same run
+    (row,) = json.loads((folder / "quality.json").read_text())
+    assert row["epochs"] == 2 and "| vae | 2 |" in (folder / "quality.md").read_text()
+    config = json.loads((folder / "vae" / "config.json").read_text())
+    assert (config["hidden"], config["latent_dim"], config["lr"]) == ([300], 40, 5e-4)
