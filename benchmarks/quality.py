@@ -25,6 +25,7 @@ from typing import Any
 
 from pyro_vae.inference import evaluate
 
+from pyro_vae.checkpoint import latest_checkpoint, load_checkpoint, write_json, write_text
 from pyro_vae.config import TrainConfig
 from pyro_vae.errors import PyroVAEError, TrainingInterrupted
 from pyro_vae.runs import load_run
@@ -83,7 +84,9 @@ def run_config(dataset: str, name: str, out: Path, args: argparse.Namespace) -> 
         config = resume_config(folder, epochs=args.epochs, device=args.device, jit=args.jit)
     else:
         config = train_config(dataset, name, args.epochs, args.device, args.seed, args.jit)
-    done = load_run(folder).epochs if resume else 0
+    done = (
+        len(load_checkpoint(latest_checkpoint(folder))["fit"]["history"]["losses"]) if resume else 0
+    )
     metrics_path = folder / "metrics.json"
     if done < args.epochs or not metrics_path.exists():
         print(f"{dataset}/{name}: training epochs {done + 1}..{args.epochs}", flush=True)
@@ -108,7 +111,7 @@ def run_config(dataset: str, name: str, out: Path, args: argparse.Namespace) -> 
             "kl": result.kl.mean().item(),
             "seconds": seconds,
         }
-        nll_path.write_text(json.dumps(cached, indent=2) + "\n")
+        write_json(nll_path, cached)
     _, published = CONFIGS[name]
     return {
         "config": name,
@@ -163,8 +166,8 @@ def main() -> int:
     try:
         for name in args.configs:
             rows.append(run_config(args.dataset, name, out, args))
-            (out / "quality.json").write_text(json.dumps(rows, indent=2) + "\n")
-            (out / "quality.md").write_text(table(args.dataset, rows))
+            write_json(out / "quality.json", rows)
+            write_text(out / "quality.md", table(args.dataset, rows))
     except TrainingInterrupted as stopped:
         print(f"stopped; run the same command to continue ({stopped})", file=sys.stderr)
         return 130
