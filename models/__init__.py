@@ -1,12 +1,13 @@
 """Pyro programs: networks, priors, likelihoods, and the VAE model + guide."""
 
 from .likelihoods import LIKELIHOODS, Likelihood
-from .networks import Decoder, Encoder
+from .networks import LAYERS, Decoder, Encoder
 from .priors import PRIORS, Prior, PriorContext
 from .vae import VAE, ModelSpec, build_vae, local_params
 from .weight_priors import WEIGHT_PRIORS, WeightPrior
 
 __all__ = [
+    "LAYERS",
     "LIKELIHOODS",
     "PRIORS",
     "VAE",

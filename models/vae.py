@@ -209,6 +209,7 @@ def build_vae(
     num_classes: int | None = None,
     weight_prior: str | None = None,
     weight_prior_options: dict | None = None,
+    layer: str = "relu",
 ) -> VAE:
     """Build an MLP VAE from registry names.
 
@@ -225,13 +226,15 @@ def build_vae(
         weight_prior: Name in :data:`~pyro_vae.models.weight_priors.WEIGHT_PRIORS`, or
             ``None`` for plain decoder parameters.
         weight_prior_options: Keyword options for the weight prior.
+        layer: Hidden layer type of both networks, a name in
+            :data:`~pyro_vae.models.networks.LAYERS`.
     """
     hidden = tuple(hidden)
-    encoder = Encoder(data_dim, latent_dim, hidden)
+    encoder = Encoder(data_dim, latent_dim, hidden, layer)
     context = PriorContext(encoder=encoder, data=data, num_classes=num_classes)
     return VAE(
         encoder,
-        Decoder(latent_dim, data_dim, hidden[::-1]),
+        Decoder(latent_dim, data_dim, hidden[::-1], layer),
         PRIORS.build(prior, latent_dim, context, **(prior_options or {})),
         LIKELIHOODS.build(likelihood, data_dim, **(likelihood_options or {})),
         None
@@ -250,6 +253,7 @@ class ModelSpec:
     likelihood: str = "bernoulli"
     prior_options: dict[str, Any] = field(default_factory=dict)
     likelihood_options: dict[str, Any] = field(default_factory=dict)
+    layer: str = "relu"
 
     def build(
         self,
@@ -272,4 +276,5 @@ class ModelSpec:
             num_classes=num_classes,
             weight_prior=weight_prior,
             weight_prior_options=weight_prior_options,
+            layer=self.layer,
         ).to(data.device)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from pyro_vae.inference import OBJECTIVES, SVIConfig
-from pyro_vae.models import LIKELIHOODS, PRIORS, WEIGHT_PRIORS, ModelSpec
+from pyro_vae.models import LAYERS, LIKELIHOODS, PRIORS, WEIGHT_PRIORS, ModelSpec
 
 from .data import BINARIZATIONS, DATASETS
 from .errors import ConfigError
@@ -36,6 +36,12 @@ class TrainConfig:
     hidden: tuple[int, ...] = option(
         (400,),
         "hidden layer widths of the encoder (the decoder mirrors them); 0 for a linear VAE",
+    )
+    layer: str = option(
+        "relu",
+        "hidden layer type: "
+        + ", ".join(sorted(LAYERS))
+        + " (gated = (Wx+b)*sigmoid(Vx+c), the VampPrior paper's MLP)",
     )
     likelihood: str = option("bernoulli", "p(x|z): " + ", ".join(sorted(LIKELIHOODS)))
     likelihood_options: dict[str, Any] = field(
@@ -95,6 +101,7 @@ class TrainConfig:
             self.hidden = ()
         DATASETS[self.dataset]
         BINARIZATIONS[self.binarize]
+        LAYERS[self.layer]
         LIKELIHOODS[self.likelihood]
         PRIORS[self.prior]
         WEIGHT_PRIORS[self.weight_prior]
@@ -134,6 +141,7 @@ class TrainConfig:
             for name in (
                 "latent_dim",
                 "hidden",
+                "layer",
                 "prior",
                 "likelihood",
                 "prior_options",

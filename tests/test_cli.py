@@ -9,6 +9,7 @@ from common import TINY, run_cli
 
 from pyro_vae.checkpoint import load_checkpoint
 from pyro_vae.cli import main
+from pyro_vae.runs import load_run
 
 RUN_FILES = {
     "config.json",
@@ -112,6 +113,7 @@ def _refused(capsys, tmp_path, *args):
         (["--keep-checkpoints", "-2"], "keep_checkpoints must be a non-negative integer"),
         (["--prior-opt", "components"], "expected KEY=VALUE"),
         (["--prior", "mog", "--prior-opt", "colours=3"], "colours"),
+        (["--layer", "glu"], "unknown layer 'glu'; choose one of: gated, relu"),
     ],
 )
 @pytest.mark.slow
@@ -207,6 +209,17 @@ def test_prior_and_likelihood_options_reach_the_model(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["prior"]["kl_estimator"] == "monte-carlo"
     assert metrics["likelihood"] == {"name": "laplace", "options": config["likelihood_options"]}
+
+
+def test_gated_layers_reach_the_model_and_the_reloaded_run(tmp_path):
+    out = tmp_path / "gated"
+    assert main(["train", *TINY, "--layer", "gated", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["layer"] == "gated"
+    params = load_checkpoint(out / "checkpoint.pt")["fit"]["params"]
+    assert "encoder.body.0.linear.weight" in params
+    run = load_run(out)
+    assert run.config.layer == "gated"
+    assert torch.isfinite(run.vae.decoder(torch.zeros(2, run.config.latent_dim))).all()
 
 
 def test_bad_option_pairs_are_refused(capsys, tmp_path):

@@ -8,8 +8,9 @@ from common import assert_close, linear_vae, ppca_truth, set_exact_posterior
 from pyro import poutine
 from pyro.util import check_model_guide_match
 from pyro_vae.inference import OBJECTIVES
-from pyro_vae.models import LIKELIHOODS, build_vae
+from pyro_vae.models import LAYERS, LIKELIHOODS, build_vae
 from pyro_vae.models.likelihoods import BinaryBernoulli
+from pyro_vae.models.networks import GatedLinear
 from torch.distributions import kl_divergence
 
 from pyro_vae.data import load_dataset
@@ -77,6 +78,42 @@ def test_every_likelihood_and_objective_gives_finite_gradients(likelihood, objec
         assert param.grad is not None and torch.isfinite(param.grad).all(), name
 
 
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_every_hidden_layer_type_builds_both_networks_and_trains(layer):
+    vae = build_vae(12, 3, (8, 5), layer=layer)
+    x = torch.bernoulli(torch.full((10, 12), 0.3))
+    loc, scale = vae.encoder(x)
+    assert loc.shape == scale.shape == (10, 3) and (scale > 0).all()
+    assert vae.decoder(loc).shape == (10, 12)
+    linears = [m for m in vae.decoder.body.modules() if isinstance(m, torch.nn.Linear)]
+    gated = 2 if layer == "gated" else 1
+    assert [m.out_features for m in linears] == [5 * gated, 8 * gated]
+    elbo = OBJECTIVES["elbo"]()
+    optimizer = torch.optim.Adam(vae.parameters(), lr=0.05)
+    losses = []
+    for _ in range(40):
+        optimizer.zero_grad()
+        loss = elbo.differentiable_loss(vae.model, vae.guide, x)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) < sum(losses[:5])
+
+
+def test_gated_layer_is_the_value_half_times_the_sigmoid_of_the_gate_half():
+    layer = GatedLinear(4, 3)
+    x = torch.randn(6, 4)
+    weight, bias = layer.linear.weight, layer.linear.bias
+    expected = (x @ weight[:3].T + bias[:3]) * torch.sigmoid(x @ weight[3:].T + bias[3:])
+    assert_close(layer(x), expected, atol=1e-6)
+
+
+def test_relu_networks_keep_their_state_dict_names():
+    # Checkpoints written before the layer registry existed must still load.
+    names = set(build_vae(12, 3, (8,)).state_dict())
+    assert {"encoder.body.0.weight", "decoder.body.0.weight", "decoder.out.weight"} <= names
+
+
 @pytest.mark.parametrize("likelihood", sorted(LIKELIHOODS))
 def test_likelihood_refuses_data_it_cannot_model(likelihood):
     _, bad = DATA_FOR[likelihood]
@@ -122,6 +159,8 @@ def test_registries_list_the_valid_names():
         build_vae(4, 2, prior="flat")
     with pytest.raises(ConfigError, match="does not take sigma; it takes: scale, init_scale"):
         LIKELIHOODS.build("normal", 4, sigma=2.0)
+    with pytest.raises(UnknownNameError, match="gated, relu, softplus, tanh"):
+        build_vae(4, 2, layer="glu")
 
 
 def exact_ppca_vae():
