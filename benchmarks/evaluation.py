@@ -3,9 +3,11 @@
 Estimates log p(x) with K importance samples per image for a 784-400-20 Bernoulli VAE on
 mnist5k test images (tiled to ``--images``), in chunks of at most ``--max-elements`` floats,
 and reports images/s, samples/s, the matmul FLOP/s achieved against the fp32 matmul peak
-measured in the same run, and the peak memory the estimate added. The same estimate written
-directly in PyTorch (same networks, chunks and arithmetic) runs beside it as the ideal.
-Throughput does not depend on the weights, so both VAEs are used as initialised.
+measured in the same run, and the peak memory the estimate added. pyro-vae runs eager and with
+``jit=True``; the same estimate written directly in PyTorch (same networks, chunks and
+arithmetic) runs beside them as the ideal. FLOPs count the useful work only: the encoder once
+per image and the decoder once per sample. Throughput does not depend on the weights, so the
+VAEs are used as initialised.
 
     python benchmarks/evaluation.py --images 10000 --samples 5000 --out docs/evaluation.json
 """
@@ -24,7 +26,7 @@ import pyro
 import torch
 from machine import describe, matmul_peak
 from pyro_vae.inference import evaluate
-from pyro_vae.inference.estimators import MAX_ELEMENTS
+from pyro_vae.inference.estimators import MAX_ELEMENTS, chunk_shape
 from pyro_vae.models import build_vae
 from speed import ReferenceVAE
 from torch.nn.functional import softplus
@@ -40,7 +42,7 @@ def sample_flops() -> float:
 
 
 def image_flops() -> float:
-    """Matmul FLOPs spent once per image and chunk of particles: the encoder's forward pass."""
+    """Matmul FLOPs needed once per image: the encoder's forward pass."""
     return 2 * (DATA_DIM * HIDDEN + 2 * HIDDEN * LATENT)
 
 
@@ -53,17 +55,20 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 @torch.no_grad()
 def reference_nll(
-    model: ReferenceVAE, x: torch.Tensor, samples: int, max_elements: int, batch: int = 100
+    model: ReferenceVAE, x: torch.Tensor, samples: int, max_elements: int
 ) -> torch.Tensor:
-    """The same importance-sampled log p(x), written directly in PyTorch: the ideal to match."""
+    """The same importance-sampled log p(x), written directly in PyTorch: the ideal to match.
+
+    Chunks as :func:`~pyro_vae.inference.evaluate` does (:func:`chunk_shape`).
+    """
     log_normal = -0.5 * math.log(2 * math.pi)
+    batch, per_chunk = chunk_shape(len(x), DATA_DIM, samples, None, max_elements)
     result = torch.empty(len(x), dtype=torch.float64, device=x.device)
     for start in range(0, len(x), batch):
         xb = x[start : start + batch]
         h = model.enc(xb)
         loc, scale = model.loc(h), softplus(model.raw_scale(h)) + 1e-6
         sign = 1 - 2 * xb
-        per_chunk = max(1, min(samples, max_elements // (len(xb) * DATA_DIM)))
         lse = torch.full((len(xb),), -math.inf, dtype=torch.float64, device=x.device)
         for done in range(0, samples, per_chunk):
             eps = torch.randn(min(per_chunk, samples - done), *loc.shape, device=x.device)
@@ -87,34 +92,48 @@ def timed(fn: Callable[[], torch.Tensor]) -> tuple[float, float]:
 def measure(x: torch.Tensor, samples: int, max_elements: int, peak: float) -> dict:
     vae = build_vae(DATA_DIM, LATENT, (HIDDEN,)).to(x.device).eval()
     reference = ReferenceVAE().to(x.device)
-    if x.is_cuda:
-        torch.cuda.reset_peak_memory_stats(x.device)
-    before = peak_memory_bytes(x.device)
-    evaluate(vae, x[:100], num_samples=min(samples, 50), max_elements=max_elements)  # warm-up
-    seconds, nll = timed(
-        lambda: evaluate(vae, x, num_samples=samples, max_elements=max_elements).log_likelihood
-    )
-    added = peak_memory_bytes(x.device) - before
-    reference_nll(reference, x[:100], min(samples, 50), max_elements)
-    ref_seconds, _ = timed(lambda: reference_nll(reference, x, samples, max_elements))
-    particle_chunks = -(-samples // max(1, max_elements // (100 * DATA_DIM)))
-    flops = len(x) * (samples * sample_flops() + particle_chunks * image_flops())
-    return {
+    flops = len(x) * (samples * sample_flops() + image_flops())
+    warm = x[:100], min(samples, 50)
+    row: dict = {
         "images": len(x),
         "samples_per_image": samples,
         "max_elements": max_elements,
-        "seconds": seconds,
-        "images_per_s": len(x) / seconds,
-        "samples_per_s": len(x) * samples / seconds,
-        "flops_per_s": flops / seconds,
-        "share_of_peak": flops / seconds / peak,
-        "reference_seconds": ref_seconds,
-        "reference_share_of_peak": flops / ref_seconds / peak,
-        "ratio_time_pyro_over_reference": seconds / ref_seconds,
-        # on CPU the process's peak RSS only grows, so later rows show a lower bound
-        "added_peak_memory_mib": added / 2**20,
-        "nll": nll,
+        "chunk": dict(
+            zip(
+                ("images", "particles"),
+                chunk_shape(len(x), DATA_DIM, samples, None, max_elements),
+                strict=True,
+            )
+        ),
     }
+    for jit in (False, True):
+        if x.is_cuda:
+            torch.cuda.reset_peak_memory_stats(x.device)
+        before = peak_memory_bytes(x.device)
+        evaluate(vae, warm[0], num_samples=warm[1], max_elements=max_elements, jit=jit)
+        seconds, nll = timed(
+            lambda jit=jit: (
+                evaluate(
+                    vae, x, num_samples=samples, max_elements=max_elements, jit=jit
+                ).log_likelihood
+            )
+        )
+        row["jit" if jit else "eager"] = {
+            "seconds": seconds,
+            "images_per_s": len(x) / seconds,
+            "samples_per_s": len(x) * samples / seconds,
+            "flops_per_s": flops / seconds,
+            "share_of_peak": flops / seconds / peak,
+            # on CPU the process's peak RSS only grows, so later rows show a lower bound
+            "added_peak_memory_mib": (peak_memory_bytes(x.device) - before) / 2**20,
+            "nll": nll,
+        }
+    reference_nll(reference, *warm, max_elements)
+    ref_seconds, _ = timed(lambda: reference_nll(reference, x, samples, max_elements))
+    row["reference"] = {"seconds": ref_seconds, "share_of_peak": flops / ref_seconds / peak}
+    for name in ("eager", "jit"):
+        row[name]["ratio_time_over_reference"] = row[name]["seconds"] / ref_seconds
+    return row
 
 
 def main() -> None:
@@ -138,17 +157,22 @@ def main() -> None:
     report = {**describe(device), "matmul_peak_flops_per_s": peak, "rows": rows}
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s on {device}")
     print(
-        "| images | K | chunk cap | seconds | images/s | samples/s | % of peak "
-        "| reference % of peak | time ratio | + memory |"
+        "| images | K | chunk cap | chunk (images x particles) | pyro-vae | seconds | images/s "
+        "| % of peak | plain PyTorch % of peak | time ratio | + memory |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(
-            f"| {r['images']} | {r['samples_per_image']} | 2^{r['max_elements'].bit_length() - 1} "
-            f"| {r['seconds']:.1f} | {r['images_per_s']:.1f} | {r['samples_per_s']:.0f} | "
-            f"{100 * r['share_of_peak']:.1f} % | {100 * r['reference_share_of_peak']:.1f} % | "
-            f"{r['ratio_time_pyro_over_reference']:.3f} | {r['added_peak_memory_mib']:.0f} MiB |"
-        )
+        for name in ("eager", "jit"):
+            m = r[name]
+            print(
+                f"| {r['images']} | {r['samples_per_image']} "
+                f"| 2^{r['max_elements'].bit_length() - 1} "
+                f"| {r['chunk']['images']} x {r['chunk']['particles']} | {name} "
+                f"| {m['seconds']:.1f} | {m['images_per_s']:.1f} "
+                f"| {100 * m['share_of_peak']:.1f} % "
+                f"| {100 * r['reference']['share_of_peak']:.1f} % "
+                f"| {m['ratio_time_over_reference']:.3f} | {m['added_peak_memory_mib']:.0f} MiB |"
+            )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -100,7 +100,7 @@ def run_config(dataset: str, name: str, out: Path, args: argparse.Namespace) -> 
         run = load_run(folder, device=args.device)
         print(f"{dataset}/{name}: test NLL with K={args.samples}", flush=True)
         start = time.perf_counter()
-        result = evaluate(run.vae, run.test_x, run.test_y, num_samples=args.samples)
+        result = evaluate(run.vae, run.test_x, run.test_y, num_samples=args.samples, jit=args.jit)
         seconds = time.perf_counter() - start
         nll = -result.log_likelihood
         cached = {

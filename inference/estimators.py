@@ -3,26 +3,34 @@
 The guide is traced under a plate of K particles (dim -2), the model is replayed on its draws,
 and each site's log-density is read per datapoint without plate or beta scaling, so every
 number is "nats per datapoint" whatever the training used (DESIGN.md trap 4). Particles and
-datapoints are processed in chunks so memory stays bounded for any K.
+datapoints are processed in chunks so memory stays bounded for any K: by default as few
+datapoints per chunk as let all K draws of each fit under the cap, so the encoder runs about
+once per datapoint and the decoder does the work. With ``jit=True`` each chunk shape is traced
+once (:func:`~pyro_vae.inference.traced_loss.trace_module`) and Pyro's per-chunk Python
+bookkeeping disappears, which pays with many chunks.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import pyro
 import torch
 from pyro import poutine
+from torch import nn
 
 from pyro_vae.errors import ConfigError
 from pyro_vae.validate import positive_int
 
 from .svi import Program
+from .traced_loss import trace_module
 
 #: Default cap on particles x datapoints x features held at once (floats).
-MAX_ELEMENTS = 2**23
+MAX_ELEMENTS = 2**21
+#: Most datapoints in one chunk when ``batch_size`` is left to :func:`evaluate`.
+MAX_CHUNK_DATAPOINTS = 100
 
 
 class Evaluation(NamedTuple):
@@ -94,31 +102,76 @@ def _log_weight_terms(
     return observed, latent
 
 
+class _LogWeightTerms(nn.Module):
+    """``_log_weight_terms`` for a fixed number of particles, as a module to trace."""
+
+    def __init__(self, program: Program, num_particles: int) -> None:
+        super().__init__()
+        self.program = program
+        self.num_particles = num_particles
+
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return _log_weight_terms(self.program, x, labels, self.num_particles)
+
+
+def chunk_shape(
+    num_data: int,
+    features: int,
+    num_samples: int,
+    batch_size: int | None = None,
+    max_elements: int = MAX_ELEMENTS,
+) -> tuple[int, int]:
+    """(datapoints, particles) per chunk, their product times ``features`` within the cap.
+
+    ``batch_size=None`` takes as few datapoints as let all ``num_samples`` draws fit (at least
+    one, at most :data:`MAX_CHUNK_DATAPOINTS`), so the guide's per-datapoint work is not
+    repeated for every chunk of particles; an integer fixes the datapoints per chunk.
+    """
+    features = max(1, features)
+    if batch_size is None:
+        fit = max_elements // (features * num_samples)
+        batch_size = max(1, min(MAX_CHUNK_DATAPOINTS, num_data, fit))
+    particles = max(1, min(num_samples, max_elements // (batch_size * features)))
+    return batch_size, particles
+
+
 def _chunks(
     program: Program,
     x: torch.Tensor,
     labels: torch.Tensor | None,
     num_samples: int,
-    batch_size: int,
+    batch_size: int | None,
     max_elements: int,
+    jit: bool,
 ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
     """Yield ``(datapoint slice, log p(x|z), log p(z) - log q(z|x))`` chunk by chunk."""
+    features = x.shape[1] if x.dim() > 1 else 1
+    batch_size, per_chunk = chunk_shape(x.shape[0], features, num_samples, batch_size, max_elements)
+    traced: dict[tuple, Callable] = {}
     for start in range(0, x.shape[0], batch_size):
         rows = slice(start, min(start + batch_size, x.shape[0]))
-        xb = x[rows]
-        yb = None if labels is None else labels[rows]
-        per_chunk = max(1, min(num_samples, max_elements // (xb.shape[0] * max(1, x.shape[1]))))
+        xb, yb = x[rows], None if labels is None else labels[rows]
+        inputs = (xb,) if yb is None else (xb, yb)
         done = 0
         while done < num_samples:
             k = min(per_chunk, num_samples - done)
-            observed, latent = _log_weight_terms(program, xb, yb, k)
+            if jit:
+                key = (k, *(t.shape for t in inputs))
+                if key not in traced:
+                    traced[key] = trace_module(_LogWeightTerms(program, k), inputs)
+                observed, latent = traced[key](*inputs)
+            else:
+                observed, latent = _log_weight_terms(program, xb, yb, k)
             yield rows, observed, latent
             done += k
 
 
-def _check(num_samples: int, batch_size: int) -> None:
+def _check(num_samples: int, batch_size: int | None) -> None:
     positive_int("num_samples", num_samples)
-    positive_int("batch_size", batch_size)
+    if batch_size is not None:
+        positive_int("batch_size", batch_size)
 
 
 @torch.no_grad()
@@ -128,9 +181,10 @@ def evaluate(
     labels: torch.Tensor | None = None,
     *,
     num_samples: int = 1000,
-    batch_size: int = 100,
+    batch_size: int | None = None,
     max_elements: int = MAX_ELEMENTS,
     keep_log_weights: bool = False,
+    jit: bool = False,
 ) -> Evaluation:
     """ELBO, importance-sampled log p(x), reconstruction and KL for every datapoint.
 
@@ -139,9 +193,11 @@ def evaluate(
         x: Data, ``(num_data, features)``, already binarized as the model expects.
         labels: Labels for priors that use them.
         num_samples: K, draws from the guide per datapoint.
-        batch_size: Datapoints per chunk.
+        batch_size: Datapoints per chunk; ``None`` chooses (see :func:`chunk_shape`).
         max_elements: Cap on particles x datapoints x features per chunk.
         keep_log_weights: Also return every log importance weight, ``(num_data, K)``.
+        jit: Trace each chunk shape once and replay it (validation then checks the first
+            chunk only; the draws differ from an untraced run's).
     """
     _check(num_samples, batch_size)
     n = x.shape[0]
@@ -151,7 +207,7 @@ def evaluate(
     kept = torch.empty(n, num_samples, dtype=x.dtype, device=x.device) if keep_log_weights else None
     col = 0  # columns of ``kept`` filled for the current rows (their chunks come in a row)
     for rows, observed, latent in _chunks(
-        program, x, labels, num_samples, batch_size, max_elements
+        program, x, labels, num_samples, batch_size, max_elements, jit
     ):
         log_w = observed + latent
         if kept is not None:
@@ -173,8 +229,9 @@ def log_importance_weights(
     labels: torch.Tensor | None = None,
     *,
     num_samples: int = 1000,
-    batch_size: int = 100,
+    batch_size: int | None = None,
     max_elements: int = MAX_ELEMENTS,
+    jit: bool = False,
 ) -> torch.Tensor:
     """log p(x, z_k) - log q(z_k|x) for K guide draws per datapoint: ``(num_data, K)``.
 
@@ -188,4 +245,5 @@ def log_importance_weights(
         batch_size=batch_size,
         max_elements=max_elements,
         keep_log_weights=True,
+        jit=jit,
     ).log_weights

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from pyro.infer import trace_elbo
@@ -102,19 +103,23 @@ class TracedLoss:
         return traced(*inputs)
 
     def _trace(self, inputs: tuple[torch.Tensor, ...]) -> Callable[..., torch.Tensor]:
-        cuda = [t.device for t in inputs[:1] if t.is_cuda]
-        # tracing runs the program once; forking the RNG keeps the draws of the fit itself
-        # the ones an eager fit would make
-        with (
-            warnings.catch_warnings(),
-            _item_kept_as_tensor(),
-            torch.random.fork_rng(devices=cuda),
-        ):
-            # value-dependent Python checks are evaluated once; that is the documented cost
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, see above
-            try:
-                return torch.jit.trace(self._objective, inputs, check_trace=False)
-            except (RuntimeError, TypeError) as err:
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
-                raise ConfigError(f"this model cannot be traced for jit=True: {first}") from None
+        with _item_kept_as_tensor():
+            return trace_module(self._objective, inputs)
+
+
+def trace_module(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Callable[..., Any]:
+    """``torch.jit.trace(module, inputs)`` for Pyro programs, without touching the fit's RNG.
+
+    Tracing runs the program once; forking the RNG keeps the draws that follow the ones an
+    untraced run would make. Trace failures become a one-line :class:`ConfigError`.
+    """
+    cuda = [t.device for t in inputs[:1] if t.is_cuda]
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=cuda):
+        # value-dependent Python checks are evaluated once; that is the documented cost
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, see above
+        try:
+            return torch.jit.trace(module, inputs, check_trace=False)
+        except (RuntimeError, TypeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
+            raise ConfigError(f"this model cannot be traced for jit=True: {first}") from None

@@ -66,7 +66,27 @@ class BinaryBernoulli(dist.Bernoulli):
     several kernels of ``binary_cross_entropy_with_logits``, which dominate the cost of
     importance sampling with many draws. Equal to ``Bernoulli.log_prob`` on binary values (the
     support that validation and :meth:`Likelihood.check_data` enforce).
+
+    Validation checks the values passed to ``log_prob`` but not the parameters: the only check
+    on logits is for NaN, a full pass over every decoder output that a NaN loss reports anyway.
     """
+
+    def __init__(
+        self,
+        probs: torch.Tensor | None = None,
+        logits: torch.Tensor | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
+        super().__init__(probs=probs, logits=logits, validate_args=False)
+        self._validate_args = (
+            torch.distributions.Distribution._validate_args
+            if validate_args is None
+            else validate_args
+        )
+
+    def expand(self, batch_shape: torch.Size, _instance: BinaryBernoulli | None = None):
+        new = self._get_checked_instance(BinaryBernoulli, _instance)
+        return super().expand(batch_shape, _instance=new)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:

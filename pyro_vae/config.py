@@ -85,8 +85,8 @@ class TrainConfig:
     )
     jit: bool = option(
         False,
-        "trace the loss with TorchScript: the same objective without Pyro's per-step Python "
-        "overhead (validation runs once, while tracing)",
+        "trace the loss and the final log p(x) estimate with TorchScript: the same numbers "
+        "without Pyro's per-step Python overhead (validation runs once, while tracing)",
     )
     keep_checkpoints: int = option(3, "tagged checkpoints kept besides checkpoint.pt")
     seed: int = option(0, "random seed (initialisation, data order, binarization)")

@@ -37,13 +37,17 @@ def test_speed_writes_both_variants_for_each_batch(tmp_path):
     assert report["versions"]["pyro"] and report["validation"] is True
 
 
-def test_evaluation_estimate_agrees_with_its_plain_pytorch_twin(tmp_path):
+def test_evaluation_times_eager_traced_and_plain_pytorch_estimates(tmp_path):
     out = tmp_path / "evaluation.json"
     run_script("evaluation.py", "--images", "100", "--samples", "20", "--max-elements",
                "100000", "--out", str(out))  # fmt: skip
     (row,) = json.loads(out.read_text())["rows"]
     assert row["images"] == 100 and row["samples_per_image"] == 20
-    assert 300 < row["nll"] < 800  # an untrained 784-pixel Bernoulli VAE: about 544 nats
+    assert row["chunk"] == {"images": 6, "particles": 20}  # 100000 // (784 * 20) images
+    eager, traced = row["eager"]["nll"], row["jit"]["nll"]
+    assert 300 < eager < 800  # an untrained 784-pixel Bernoulli VAE: about 544 nats
+    assert abs(traced - eager) < 5  # the same VAE, other draws
+    assert row["reference"]["seconds"] > 0 and row["jit"]["ratio_time_over_reference"] > 0
 
 
 def test_scaling_writes_every_sweep_and_the_plot(tmp_path):
@@ -69,4 +73,9 @@ def test_quality_trains_scores_and_continues_a_stopped_run(tmp_path):
     (row,) = json.loads((folder / "quality.json").read_text())
     assert row["epochs"] == 2 and "| vae | 2 |" in (folder / "quality.md").read_text()
     config = json.loads((folder / "vae" / "config.json").read_text())
-    assert (config["hidden"], config["latent_dim"], config["lr"]) == ([300], 40, 5e-4)
+    assert (config["hidden"], config["layer"], config["latent_dim"], config["lr"]) == (
+        [300, 300],
+        "gated",
+        40,
+        5e-4,
+    )

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from pyro_vae.inference import OBJECTIVES, OPTIMIZERS, SVIConfig, evaluate, fit
+from pyro_vae.inference.estimators import MAX_ELEMENTS, chunk_shape
 from pyro_vae.models import build_vae
 
 from pyro_vae.data import load_dataset
@@ -80,6 +81,26 @@ def test_evaluation_bounds_are_ordered(digits):
     assert (result.kl > 0).all()
     assert torch.allclose(result.reconstruction - result.kl, result.elbo)
     assert set(result.summary()) >= {"elbo", "nll", "kl", "reconstruction", "num_samples"}
+
+
+@pytest.mark.parametrize(
+    "num_data, num_samples, batch_size, expected",
+    [
+        (1000, 5000, None, (2, 5000)),  # 2**23 // (784 * 5000) datapoints with every draw
+        (1000, 20000, None, (1, 10699)),  # K over the cap: one datapoint, particle chunks
+        (1000, 100, None, (100, 100)),  # small K: at most 100 datapoints per chunk
+        (7, 100, None, (7, 100)),
+        (1000, 5000, 100, (100, 106)),  # a given batch size is kept
+    ],
+)
+def test_chunks_keep_all_draws_of_few_datapoints_together(
+    num_data, num_samples, batch_size, expected
+):
+    shape = chunk_shape(num_data, 784, num_samples, batch_size, max_elements=2**23)
+    assert shape == expected
+    assert shape[0] * shape[1] * 784 <= 2**23
+    images, particles = chunk_shape(num_data, 784, num_samples, batch_size)  # the default cap
+    assert images * particles * 784 <= MAX_ELEMENTS
 
 
 @pytest.mark.parametrize(

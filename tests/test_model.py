@@ -152,6 +152,21 @@ def test_binary_bernoulli_matches_torch_at_extreme_logits_and_broadcasts_over_pa
         BinaryBernoulli(logits=logits, validate_args=True).log_prob(torch.full((2, 7), 0.5))
 
 
+def test_binary_bernoulli_validates_values_by_the_global_switch_but_never_its_logits():
+    grey = torch.full((2, 3), 0.5)
+    unchecked = BinaryBernoulli(logits=torch.full((2, 3), float("nan")))  # no parameter pass
+    assert torch.isnan(unchecked.log_prob(torch.ones(2, 3))).all()
+    for d in (
+        BinaryBernoulli(logits=torch.zeros(2, 3)),
+        BinaryBernoulli(logits=torch.zeros(3)).expand((2, 3)),
+    ):
+        assert isinstance(d, BinaryBernoulli) and d.batch_shape == (2, 3)
+        with pytest.raises(ValueError, match="support"):  # conftest enables validation
+            d.log_prob(grey)
+    with pyro.validation_enabled(False):
+        assert BinaryBernoulli(logits=torch.zeros(2, 3)).log_prob(grey).shape == (2, 3)
+
+
 def test_registries_list_the_valid_names():
     with pytest.raises(UnknownNameError, match="bernoulli, continuous-bernoulli, laplace, normal"):
         LIKELIHOODS["gaussian"]
