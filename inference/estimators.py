@@ -196,8 +196,9 @@ def evaluate(
         batch_size: Datapoints per chunk; ``None`` chooses (see :func:`chunk_shape`).
         max_elements: Cap on particles x datapoints x features per chunk.
         keep_log_weights: Also return every log importance weight, ``(num_data, K)``.
-        jit: Trace each chunk shape once and replay it (validation then checks the first
-            chunk only; the draws differ from an untraced run's).
+        jit: Trace each chunk shape once and replay it: the same draws and numbers as an
+            untraced run, without Pyro's per-chunk Python work; validation checks run while
+            tracing only.
     """
     _check(num_samples, batch_size)
     n = x.shape[0]
