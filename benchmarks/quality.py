@@ -90,10 +90,12 @@ def run_config(dataset: str, name: str, out: Path, args: argparse.Namespace) -> 
         len(load_checkpoint(latest_checkpoint(folder))["fit"]["history"]["losses"]) if resume else 0
     )
     metrics_path = folder / "metrics.json"
-    if done < args.epochs or not metrics_path.exists():
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    # a run stopped part-way leaves the metrics of an earlier, shorter run behind
+    if done < args.epochs or metrics.get("epochs") != done:
         print(f"{dataset}/{name}: training epochs {done + 1}..{args.epochs}", flush=True)
         train(config, folder, resume=resume, progress=not args.quiet)
-    metrics = json.loads(metrics_path.read_text())
+        metrics = json.loads(metrics_path.read_text())
     nll_path = folder / f"nll-K{args.samples}.json"
     cached = json.loads(nll_path.read_text()) if nll_path.exists() else {}
     if cached.get("epochs") != metrics["epochs"]:

@@ -69,9 +69,16 @@ def test_quality_trains_scores_and_continues_a_stopped_run(tmp_path):
     first = json.loads((folder / "quality.json").read_text())
     assert first[0]["epochs"] == 1 and first[0]["num_samples"] == 5
     assert first[0]["published_nll"] is None  # published numbers are for Fashion-MNIST
+    stale = {f: (folder / "vae" / f).read_text() for f in ("metrics.json", "nll-K5.json")}
     run_script("quality.py", *args, "--epochs", "2")  # continues the same run
     (row,) = json.loads((folder / "quality.json").read_text())
     assert row["epochs"] == 2 and "| vae | 2 |" in (folder / "quality.md").read_text()
+    # a run stopped after its checkpoint but before its metrics: scored again, not reported stale
+    for name, text in stale.items():
+        (folder / "vae" / name).write_text(text)
+    run_script("quality.py", *args, "--epochs", "2")
+    (row,) = json.loads((folder / "quality.json").read_text())
+    assert row["epochs"] == 2
     config = json.loads((folder / "vae" / "config.json").read_text())
     assert (config["hidden"], config["layer"], config["latent_dim"], config["lr"]) == (
         [300, 300],
