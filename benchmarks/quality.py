@@ -93,7 +93,8 @@ def run_config(dataset: str, name: str, out: Path, args: argparse.Namespace) -> 
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     # a run stopped part-way leaves the metrics of an earlier, shorter run behind
     if done < args.epochs or metrics.get("epochs") != done:
-        print(f"{dataset}/{name}: training epochs {done + 1}..{args.epochs}", flush=True)
+        todo = f"training epochs {done + 1}..{args.epochs}" if done < args.epochs else "metrics"
+        print(f"{dataset}/{name}: {todo}", flush=True)
         train(config, folder, resume=resume, progress=not args.quiet)
         metrics = json.loads(metrics_path.read_text())
     nll_path = folder / f"nll-K{args.samples}.json"
