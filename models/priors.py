@@ -20,6 +20,8 @@ from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.registry import Registry
 from pyro_vae.validate import positive_float, positive_int
 
+from .mixtures import DiagonalNormalMixture
+
 
 @dataclass
 class PriorContext:
@@ -144,10 +146,7 @@ class MixtureOfGaussiansPrior(Prior):
         self.scales = PyroParam(torch.ones(components, latent_dim), constraint=constraints.positive)
 
     def forward(self, batch_size: int, labels: torch.Tensor | None = None):
-        parts = dist.Normal(self.locs, self.scales).to_event(1)
-        return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), parts).expand(
-            [batch_size]
-        )
+        return DiagonalNormalMixture(self.logits, self.locs, self.scales).expand([batch_size])
 
 
 class VampPrior(Prior):
@@ -177,9 +176,8 @@ class VampPrior(Prior):
 
     def forward(self, batch_size: int, labels: torch.Tensor | None = None):
         loc, scale = self.encoder(self.pseudo_inputs)
-        parts = dist.Normal(loc, scale).to_event(1)
-        weights = dist.Categorical(logits=torch.zeros(len(loc), device=loc.device))
-        return dist.MixtureSameFamily(weights, parts).expand([batch_size])
+        weights = torch.zeros(len(loc), dtype=loc.dtype, device=loc.device)
+        return DiagonalNormalMixture(weights, loc, scale).expand([batch_size])
 
 
 class ClassConditionalPrior(Prior):
