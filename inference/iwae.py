@@ -13,13 +13,17 @@ corrupts the bound under subsampling or ``poutine.scale`` (DESIGN.md trap 4). He
 log-density is read unscaled; the data plate's ``N/|B|`` factor and each latent site's beta are
 recovered from the site's recorded scale and applied where they belong.
 
-The K particles are the minibatch repeated K times (datapoint-major inside each copy), so a
-program only needs the VAE calling convention ``(x, labels, *, num_data, indices, beta)``;
-global sites (decoder weights under a prior) are then drawn once and shared by all particles.
+Programs whose model and guide both take a ``particles`` keyword (:class:`~pyro_vae.models.VAE`
+does) get it: they draw the K particles of each datapoint in a plate at dim -2, so the encoder
+runs once per datapoint, not K times. Any other program only needs the VAE calling convention
+``(x, labels, *, num_data, indices, beta)``: its K particles are the minibatch repeated K times
+(datapoint-major inside each copy). Either way the draws are the same ``(K, batch)`` layout,
+and global sites (decoder weights under a prior) are drawn once and shared by all particles.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -39,6 +43,14 @@ def _data_frame(site: dict) -> Any | None:
         if frame.name == DATA_PLATE:
             return frame
     return None
+
+
+def takes_particles(fn: Any) -> bool:
+    """Whether the program ``fn`` declares the ``particles`` keyword of the VAE convention."""
+    try:
+        return "particles" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins and other callables without a signature
+        return False
 
 
 def _log_prob(site: dict) -> torch.Tensor:
@@ -75,13 +87,21 @@ class ImportanceWeightedELBO:
         num_data = batch if num_data is None else num_data
         if indices is None:
             indices = torch.arange(batch, device=x.device)
-        args = (x.repeat(k, *([1] * (x.dim() - 1))), None if labels is None else labels.repeat(k))
-        kwargs = {**kwargs, "num_data": num_data, "indices": indices.repeat(k)}
+        vectorized = k > 1 and takes_particles(model) and takes_particles(guide)
+        if vectorized:
+            args = (x, labels)
+            kwargs = {**kwargs, "num_data": num_data, "indices": indices, "particles": k}
+        else:
+            args = (
+                x.repeat(k, *([1] * (x.dim() - 1))),
+                None if labels is None else labels.repeat(k),
+            )
+            kwargs = {**kwargs, "num_data": num_data, "indices": indices.repeat(k)}
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
         )
-        per_datapoint = torch.zeros(k * batch, dtype=x.dtype, device=x.device)
+        per_datapoint = torch.zeros(k, batch, dtype=x.dtype, device=x.device)
         global_terms = torch.zeros((), dtype=x.dtype, device=x.device)
         for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
             for name, site in trace.nodes.items():
@@ -101,16 +121,19 @@ class ImportanceWeightedELBO:
                 if frame is None:
                     global_terms = global_terms + sign * site["scale"] * log_prob.sum()
                     continue
-                if log_prob.shape != per_datapoint.shape:
+                if log_prob.shape in ((k * batch,), (k, batch)):  # repeats, or the plate
+                    log_prob = log_prob.reshape(k, batch)
+                elif vectorized and log_prob.shape == (batch,):
+                    pass  # in the data plate, outside the particles plate: same in every particle
+                else:
                     raise ConfigError(
                         f"site {name!r} has log-density shape {tuple(log_prob.shape)} inside "
-                        f"the data plate; expected {tuple(per_datapoint.shape)}"
+                        f"the data plate; expected {(k * batch,)} or {(k, batch)}"
                     )
                 plate_scale = frame.full_size / frame.size
                 weight = 1.0 if site["is_observed"] else site["scale"] / plate_scale
                 per_datapoint = per_datapoint + sign * weight * log_prob
-        log_w = per_datapoint.reshape(k, batch)
-        bound = torch.logsumexp(log_w, dim=0) - math.log(k)
+        bound = torch.logsumexp(per_datapoint, dim=0) - math.log(k)
         return -(num_data / batch) * bound.sum() - global_terms
 
     def loss(self, model, guide, *args: Any, **kwargs: Any) -> float:

@@ -7,6 +7,7 @@ passed in, so swapping either never touches this file.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 from collections.abc import Callable, Sequence
@@ -45,6 +46,13 @@ def local_params(fn: Callable[..., T]) -> Callable[..., T]:
     return wrapped
 
 
+def particle_plate(particles: int) -> contextlib.AbstractContextManager:
+    """A ``particles`` plate at dim -2 for ``particles`` > 1, else no plate."""
+    if particles == 1:
+        return contextlib.nullcontext()
+    return pyro.plate("particles", particles, dim=-2)
+
+
 class VAE(PyroModule):
     """Kingma & Welling's VAE written as a Pyro model and guide.
 
@@ -65,7 +73,10 @@ class VAE(PyroModule):
     - ``num_data``: size of the full data set when ``x`` is a minibatch; the ``data`` plate then
       scales log-densities by ``num_data / batch`` so the estimate is of the full-data ELBO;
     - ``indices``: the minibatch's indices into the data set (optional);
-    - ``beta``: weight on the latent site in both programs, so the KL term is scaled by it.
+    - ``beta``: weight on the latent site in both programs, so the KL term is scaled by it;
+    - ``particles``: independent draws of each z_i, in a ``particles`` plate at dim -2 inside
+      the data plate (z has shape ``(particles, batch, latent_dim)``; the encoder runs once per
+      datapoint). The importance-weighted objective uses it; the default 1 adds no plate.
     """
 
     def __init__(
@@ -145,12 +156,13 @@ class VAE(PyroModule):
         indices: torch.Tensor | None = None,
         beta: float = 1.0,
         batch_size: int | None = None,
+        particles: int = 1,
     ) -> torch.Tensor:
         """p(z) p(x|z); returns the decoder output. With ``x=None`` it draws ``batch_size`` x."""
         batch = x.shape[0] if x is not None else (batch_size or len(labels))
         for site in self.weight_sites:  # global sites: drawn once, outside the data plate
             operator.attrgetter(site)(self)
-        with self.data_plate(x, batch, num_data, indices):
+        with self.data_plate(x, batch, num_data, indices), particle_plate(particles):
             with poutine.scale(scale=beta):
                 z = pyro.sample("z", self.prior(batch, labels))
             params = self.decoder(z)
@@ -168,11 +180,12 @@ class VAE(PyroModule):
         indices: torch.Tensor | None = None,
         beta: float = 1.0,
         batch_size: int | None = None,
+        particles: int = 1,
     ) -> None:
         """q(z|x) = N(z; mu_phi(x), diag sigma_phi(x)^2)."""
         with self.data_plate(x, x.shape[0], num_data, indices):
             loc, scale = self.encoder(x)
-            with poutine.scale(scale=beta):
+            with particle_plate(particles), poutine.scale(scale=beta):
                 pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
     @local_params

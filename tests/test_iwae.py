@@ -6,6 +6,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 from common import (
+    SMALL_PRIOR_OPTIONS,
     assert_close,
     linear_vae,
     ppca_log_likelihood,
@@ -13,9 +14,9 @@ from common import (
     set_exact_posterior,
 )
 from pyro_vae.inference import OBJECTIVES
-from pyro_vae.inference.iwae import ImportanceWeightedELBO
+from pyro_vae.inference.iwae import ImportanceWeightedELBO, takes_particles
 from pyro_vae.inference.programs import PointWeights
-from pyro_vae.models import build_vae
+from pyro_vae.models import PRIORS, build_vae
 
 from pyro_vae.data import load_dataset
 from pyro_vae.errors import ConfigError
@@ -112,3 +113,57 @@ def test_refuses_a_guide_without_reparameterization():
 
     with pytest.raises(ConfigError, match="reparameterizable guide; site 'k'"):
         ImportanceWeightedELBO(3).differentiable_loss(model, guide, torch.zeros(4))
+
+
+@pytest.mark.parametrize("prior", sorted(PRIORS))
+def test_particle_plate_equals_repeated_minibatch_for_every_prior(prior):
+    # The VAE draws the K particles in a plate (encoder once per datapoint); a program without
+    # the `particles` keyword gets the minibatch repeated K times. Both draw the same (K, batch)
+    # noise in the same order, so with one seed loss and gradients agree to rounding.
+    torch.manual_seed(0)
+    x = torch.bernoulli(torch.full((40, 6), 0.4))
+    labels = torch.arange(40) % 4
+    vae = build_vae(
+        6, 2, (8,), prior=prior, prior_options=SMALL_PRIOR_OPTIONS.get(prior), data=x, num_classes=4
+    )
+    idx = torch.arange(3, 11)
+    kwargs = {"num_data": 40, "indices": idx, "beta": 0.7}
+
+    def repeated_model(*args, **kw):
+        return vae.model(*args, **kw)
+
+    def repeated_guide(*args, **kw):
+        return vae.guide(*args, **kw)
+
+    assert takes_particles(vae.model) and takes_particles(vae.guide)
+    assert not takes_particles(repeated_model)
+    results = []
+    for model, guide in ((vae.model, vae.guide), (repeated_model, repeated_guide)):
+        pyro.set_rng_seed(1)
+        vae.zero_grad(set_to_none=True)
+        loss = ImportanceWeightedELBO(3).differentiable_loss(
+            model, guide, x[idx], labels[idx], **kwargs
+        )
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in vae.named_parameters() if p.grad is not None}
+        results.append((loss.detach(), grads))
+    (plate_loss, plate_grads), (repeat_loss, repeat_grads) = results
+    assert_close(plate_loss, repeat_loss, rtol=1e-6, msg="loss")
+    assert plate_grads.keys() == repeat_grads.keys() and "encoder.loc.weight" in plate_grads
+    for name in plate_grads:
+        assert_close(plate_grads[name], repeat_grads[name], atol=1e-5, rtol=1e-5, msg=name)
+    pyro.set_rng_seed(2)  # other draws give another value: the comparison is not vacuous
+    other = ImportanceWeightedELBO(3).loss(vae.model, vae.guide, x[idx], labels[idx], **kwargs)
+    assert other != plate_loss.item()
+
+
+def test_particle_plate_runs_the_encoder_once_per_datapoint():
+    vae = build_vae(6, 2, (8,))
+    rows = []
+    vae.encoder.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    x = torch.bernoulli(torch.full((8, 6), 0.4))
+    ImportanceWeightedELBO(5).loss(vae.model, vae.guide, x)
+    assert rows == [8]
+    rows.clear()
+    ImportanceWeightedELBO(5).loss(lambda *a, **k: vae.model(*a, **k), vae.guide, x)
+    assert rows == [40]  # without the keyword on both programs: the minibatch repeated
