@@ -14,7 +14,8 @@ log-density is read unscaled; the data plate's ``N/|B|`` factor and each latent 
 recovered from the site's recorded scale and applied where they belong.
 
 Programs whose model and guide both take a ``particles`` keyword (:class:`~pyro_vae.models.VAE`
-does) get it: they draw the K particles of each datapoint in a plate at dim -2, so the encoder
+and every program in :mod:`~pyro_vae.inference.programs` except ``PointLatents`` do) get it:
+they draw the K particles of each datapoint in a plate at dim -2, so the encoder
 runs once per datapoint, not K times. Any other program only needs the VAE calling convention
 ``(x, labels, *, num_data, indices, beta)``: its K particles are the minibatch repeated K times
 (datapoint-major inside each copy). Either way the draws are the same ``(K, batch)`` layout,

@@ -30,6 +30,7 @@ from pyro.infer.autoguide import (
     init_to_value,
 )
 from pyro_vae.models import VAE, local_params
+from pyro_vae.models.vae import particle_plate
 from torch import nn
 
 from pyro_vae.errors import ConfigError
@@ -60,8 +61,8 @@ class _Program(nn.Module):
         self.vae = vae
 
     @local_params
-    def model(self, *args: Any, **kwargs: Any) -> Any:
-        return self.vae.model(*args, **kwargs)
+    def model(self, *args: Any, particles: int = 1, **kwargs: Any) -> Any:
+        return self.vae.model(*args, particles=particles, **kwargs)
 
 
 class PointWeights(_Program):
@@ -76,8 +77,8 @@ class PointWeights(_Program):
         )
 
     @local_params
-    def guide(self, *args: Any, **kwargs: Any) -> Any:
-        return self.guides(*args, **kwargs)
+    def guide(self, *args: Any, particles: int = 1, **kwargs: Any) -> Any:
+        return self.guides(*args, particles=particles, **kwargs)
 
     @torch.no_grad()
     def point_weights(self) -> dict[str, torch.Tensor]:
@@ -106,8 +107,8 @@ class BayesianDecoder(_Program):
         )
 
     @local_params
-    def guide(self, *args: Any, **kwargs: Any) -> Any:
-        return self.guides(*args, **kwargs)
+    def guide(self, *args: Any, particles: int = 1, **kwargs: Any) -> Any:
+        return self.guides(*args, particles=particles, **kwargs)
 
     @torch.no_grad()
     def point_weights(self) -> dict[str, torch.Tensor]:
@@ -185,11 +186,13 @@ class PriorProposal(_Program):
         num_data: int | None = None,
         indices: torch.Tensor | None = None,
         beta: float = 1.0,
+        particles: int = 1,
         **kwargs: Any,
     ) -> None:
         vae = self.vae
-        with vae.data_plate(x, x.shape[0], num_data, indices), poutine.scale(scale=beta):
-            pyro.sample("z", vae.prior(x.shape[0], labels))
+        with vae.data_plate(x, x.shape[0], num_data, indices), particle_plate(particles):
+            with poutine.scale(scale=beta):
+                pyro.sample("z", vae.prior(x.shape[0], labels))
 
     def point_weights(self) -> dict[str, torch.Tensor]:
         return {}

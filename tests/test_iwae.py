@@ -15,7 +15,7 @@ from common import (
 )
 from pyro_vae.inference import OBJECTIVES
 from pyro_vae.inference.iwae import ImportanceWeightedELBO, takes_particles
-from pyro_vae.inference.programs import PointWeights
+from pyro_vae.inference.programs import BayesianDecoder, PointWeights, PriorProposal
 from pyro_vae.models import PRIORS, build_vae
 
 from pyro_vae.data import load_dataset
@@ -115,11 +115,45 @@ def test_refuses_a_guide_without_reparameterization():
         ImportanceWeightedELBO(3).differentiable_loss(model, guide, torch.zeros(4))
 
 
+def plate_and_repeated(program, x, labels, **kwargs):
+    """IWAE_3 loss and gradients through the particle plate, then through the repeated path.
+
+    A wrapper without the ``particles`` keyword gets the minibatch repeated K times. Both draw
+    the same (K, batch) noise in the same order, so with one seed they agree to rounding.
+    """
+
+    def repeated_model(*args, **kw):
+        return program.model(*args, **kw)
+
+    def repeated_guide(*args, **kw):
+        return program.guide(*args, **kw)
+
+    assert takes_particles(program.model) and takes_particles(program.guide)
+    assert not takes_particles(repeated_model)
+    results = []
+    for model, guide in ((program.model, program.guide), (repeated_model, repeated_guide)):
+        pyro.set_rng_seed(1)
+        program.zero_grad(set_to_none=True)
+        loss = ImportanceWeightedELBO(3).differentiable_loss(model, guide, x, labels, **kwargs)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in program.named_parameters() if p.grad is not None}
+        results.append((loss.detach(), grads))
+    pyro.set_rng_seed(2)  # other draws give another value: the comparison is not vacuous
+    other = ImportanceWeightedELBO(3).loss(program.model, program.guide, x, labels, **kwargs)
+    assert other != results[0][0].item()
+    return results
+
+
+def assert_same_loss_and_grads(results, expected_param):
+    (plate_loss, plate_grads), (repeat_loss, repeat_grads) = results
+    assert_close(plate_loss, repeat_loss, rtol=1e-6, msg="loss")
+    assert plate_grads.keys() == repeat_grads.keys() and expected_param in plate_grads
+    for name in plate_grads:
+        assert_close(plate_grads[name], repeat_grads[name], atol=1e-5, rtol=1e-5, msg=name)
+
+
 @pytest.mark.parametrize("prior", sorted(PRIORS))
 def test_particle_plate_equals_repeated_minibatch_for_every_prior(prior):
-    # The VAE draws the K particles in a plate (encoder once per datapoint); a program without
-    # the `particles` keyword gets the minibatch repeated K times. Both draw the same (K, batch)
-    # noise in the same order, so with one seed loss and gradients agree to rounding.
     torch.manual_seed(0)
     x = torch.bernoulli(torch.full((40, 6), 0.4))
     labels = torch.arange(40) % 4
@@ -127,43 +161,43 @@ def test_particle_plate_equals_repeated_minibatch_for_every_prior(prior):
         6, 2, (8,), prior=prior, prior_options=SMALL_PRIOR_OPTIONS.get(prior), data=x, num_classes=4
     )
     idx = torch.arange(3, 11)
+    results = plate_and_repeated(vae, x[idx], labels[idx], num_data=40, indices=idx, beta=0.7)
+    assert_same_loss_and_grads(results, "encoder.loc.weight")
+
+
+#: Programs that take the particles keyword, with a parameter each must have a gradient for.
+PLATE_PROGRAMS = {
+    "PointWeights": (PointWeights, "vae.encoder.loc.weight"),
+    "BayesianDecoder": (BayesianDecoder, "guides.0.scales.decoder.out.weight_unconstrained"),
+    "PriorProposal": (PriorProposal, "vae.decoder.out.weight"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLATE_PROGRAMS))
+def test_particle_plate_equals_repeated_minibatch_for_every_program(name):
+    # Global sites (the decoder weights under a prior) are drawn once per call in both paths.
+    make, expected_param = PLATE_PROGRAMS[name]
+    torch.manual_seed(0)
+    x = torch.bernoulli(torch.full((40, 6), 0.4))
+    weight_prior = None if name == "PriorProposal" else "normal"
+    program = make(build_vae(6, 2, (8,), weight_prior=weight_prior))
+    idx = torch.arange(3, 11)
     kwargs = {"num_data": 40, "indices": idx, "beta": 0.7}
-
-    def repeated_model(*args, **kw):
-        return vae.model(*args, **kw)
-
-    def repeated_guide(*args, **kw):
-        return vae.guide(*args, **kw)
-
-    assert takes_particles(vae.model) and takes_particles(vae.guide)
-    assert not takes_particles(repeated_model)
-    results = []
-    for model, guide in ((vae.model, vae.guide), (repeated_model, repeated_guide)):
-        pyro.set_rng_seed(1)
-        vae.zero_grad(set_to_none=True)
-        loss = ImportanceWeightedELBO(3).differentiable_loss(
-            model, guide, x[idx], labels[idx], **kwargs
-        )
-        loss.backward()
-        grads = {n: p.grad.clone() for n, p in vae.named_parameters() if p.grad is not None}
-        results.append((loss.detach(), grads))
-    (plate_loss, plate_grads), (repeat_loss, repeat_grads) = results
-    assert_close(plate_loss, repeat_loss, rtol=1e-6, msg="loss")
-    assert plate_grads.keys() == repeat_grads.keys() and "encoder.loc.weight" in plate_grads
-    for name in plate_grads:
-        assert_close(plate_grads[name], repeat_grads[name], atol=1e-5, rtol=1e-5, msg=name)
-    pyro.set_rng_seed(2)  # other draws give another value: the comparison is not vacuous
-    other = ImportanceWeightedELBO(3).loss(vae.model, vae.guide, x[idx], labels[idx], **kwargs)
-    assert other != plate_loss.item()
+    program.guide(x[idx], **kwargs)  # an autoguide's first call runs the model: do it first
+    assert_same_loss_and_grads(plate_and_repeated(program, x[idx], None, **kwargs), expected_param)
 
 
-def test_particle_plate_runs_the_encoder_once_per_datapoint():
-    vae = build_vae(6, 2, (8,))
+@pytest.mark.parametrize("weight_prior", [None, "normal"])
+def test_particle_plate_runs_the_encoder_once_per_datapoint(weight_prior):
+    vae = build_vae(6, 2, (8,), weight_prior=weight_prior)
+    program = vae if weight_prior is None else PointWeights(vae)
     rows = []
     vae.encoder.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
     x = torch.bernoulli(torch.full((8, 6), 0.4))
-    ImportanceWeightedELBO(5).loss(vae.model, vae.guide, x)
+    program.guide(x)  # an autoguide's first call runs the model: do it before counting
+    rows.clear()
+    ImportanceWeightedELBO(5).loss(program.model, program.guide, x)
     assert rows == [8]
     rows.clear()
-    ImportanceWeightedELBO(5).loss(lambda *a, **k: vae.model(*a, **k), vae.guide, x)
+    ImportanceWeightedELBO(5).loss(lambda *a, **k: program.model(*a, **k), program.guide, x)
     assert rows == [40]  # without the keyword on both programs: the minibatch repeated
