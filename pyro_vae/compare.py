@@ -28,7 +28,7 @@ from .config import TrainConfig, check_device
 from .data import BINARIZATIONS, TEST_BINARIZATION_SEED, load_dataset
 from .diagnostics import MIN_IS_SAMPLES, elpd_comparison, pareto_diagnostics, posterior_collapse
 from .errors import ConfigError
-from .training import TRAIN_ELBO_SAMPLES, check_out_dir, versions
+from .training import TRAIN_ELBO_SAMPLES, check_out_dir, make_out_dir, versions
 from .validate import nonnegative_int, positive_int
 
 #: Every method, in the order a reader meets them.
@@ -361,7 +361,7 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
             f"batch_size {config.base.batch_size} exceeds the {len(data.train_x)} training images"
         )
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out)
     write_json(out / "config.json", config.to_dict())
     k = config.base.is_samples
     rows: list[dict[str, Any]] = []

@@ -32,7 +32,7 @@ from .diagnostics import (
 )
 from .errors import CheckpointError, ConfigError
 from .runs import Run, load_run
-from .training import check_out_dir, versions
+from .training import check_out_dir, make_out_dir, versions
 from .validate import nonnegative_int, positive_int
 
 #: Images shown as the worst by k-hat.
@@ -126,7 +126,7 @@ def diagnose(
     x = run.test_x[rows]
     y = None if run.test_y is None else run.test_y[rows]
     vae = run.vae
-    out.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out)
     report: dict[str, Any] = {
         "run": str(run.folder),
         "dataset": run.config.dataset,

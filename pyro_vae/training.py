@@ -74,6 +74,16 @@ def check_out_dir(out: Path, resume: bool) -> None:
         raise ConfigError(f"cannot create output folder {str(out)!r}: {parent} is not writable")
 
 
+def make_out_dir(out: Path) -> None:
+    """Create the output folder, or say in one line why it cannot be (e.g. under /proc)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot create output folder {str(out)!r}: {err.strerror or err}"
+        ) from err
+
+
 def resume_config(out_dir: str | Path, **changes: Any) -> TrainConfig:
     """The saved config of the run in ``out_dir`` with ``changes`` applied.
 
@@ -173,7 +183,7 @@ def train(
         torch.manual_seed(config.seed + 7919 * workers.rank)
 
     if workers.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        make_out_dir(out)
         write_json(out / "config.json", config_dict)
 
     def checkpoint(result: FitResult, fit_state: dict[str, Any]) -> None:

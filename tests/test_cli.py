@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -151,6 +152,21 @@ def test_output_folder_problems_are_refused(capsys, tmp_path):
         capsys, tmp_path, "--resume", "--out", str(empty)
     )
     assert "--resume needs --out" in _refused(capsys, tmp_path, "--resume")
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused(capsys, tmp_path, monkeypatch):
+    # Where the write check passes but mkdir fails (root under /proc, a read-only mount).
+    out = tmp_path / "run"
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self == out:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    line = _refused(capsys, tmp_path, "--out", str(out))
+    assert line == f"pyro-vae: error: cannot create output folder {str(out)!r}: Permission denied"
 
 
 def test_resume_refuses_changed_settings_and_unsafe_checkpoints(capsys, tmp_path):
