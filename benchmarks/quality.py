@@ -10,8 +10,14 @@ Every run lives in ``OUT/DATASET/CONFIG`` and checkpoints every epoch: run the s
 again (or with more ``--epochs``) to continue where it stopped. Results go to
 ``OUT/DATASET/quality.json`` and a Markdown table ``OUT/DATASET/quality.md``.
 
+``--peek N`` trains nothing: it scores the latest checkpoint of each configuration (a run
+still going, say) on N evenly spaced test images, all with the same draws, and gives each
+one's difference to the first configuration image by image (paired, so its standard error is
+far smaller than that of either mean). It writes ``OUT/DATASET/peek-N.json``.
+
     python benchmarks/quality.py --dataset fashion-mnist --configs vae vamp --epochs 1000
     python benchmarks/quality.py --dataset mnist5k --epochs 500
+    python benchmarks/quality.py --dataset fashion-mnist --configs vae vamp --peek 1000
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from pyro_vae.inference import evaluate
 
 from pyro_vae.checkpoint import latest_checkpoint, load_checkpoint, write_json, write_text
 from pyro_vae.config import TrainConfig
-from pyro_vae.errors import PyroVAEError, TrainingInterrupted
+from pyro_vae.data import evenly_spaced
+from pyro_vae.errors import ConfigError, PyroVAEError, TrainingInterrupted
 from pyro_vae.runs import load_run
 from pyro_vae.training import resume_config, train
 
@@ -129,6 +137,58 @@ def run_config(dataset: str, name: str, out: Path, args: argparse.Namespace) -> 
     }
 
 
+def peek(dataset: str, out: Path, images: int, args: argparse.Namespace) -> str:
+    """Score each configuration's latest checkpoint on ``images`` test images; paired table."""
+    scored: dict[str, dict[str, Any]] = {}
+    per_image: dict[str, torch.Tensor] = {}
+    lines = [
+        f"Test NLL on {images} evenly spaced {dataset} test images, K = {args.samples}, at each "
+        "run's latest checkpoint; the difference is paired, image by image, with the first.",
+        "",
+        "| config | epochs | test NLL | minus the first config's |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in args.configs:
+        folder = out / name
+        if not (folder / "checkpoint.pt").exists():
+            lines.append(f"| {name} | no checkpoint in {folder} | | |")
+            continue
+        run = load_run(folder, device=args.device)
+        rows = evenly_spaced(len(run.test_x), images).to(run.test_x.device)
+        labels = None if run.test_y is None else run.test_y[rows]
+        torch.manual_seed(args.seed)  # the same draws for every configuration
+        start = time.perf_counter()
+        result = evaluate(run.vae, run.test_x[rows], labels, num_samples=args.samples, jit=args.jit)
+        nll = -result.log_likelihood.cpu()
+        first = next(iter(per_image.values()), nll)
+        diff = nll - first
+        per_image[name] = nll
+        scored[name] = {
+            "epochs": run.epochs,
+            "test_images": len(nll),
+            "nll": nll.mean().item(),
+            "nll_se": (nll.std() / math.sqrt(len(nll))).item(),
+            "minus_first": diff.mean().item(),
+            "minus_first_se": (diff.std() / math.sqrt(len(nll))).item(),
+            "seconds": time.perf_counter() - start,
+        }
+        r = scored[name]
+        paired = (
+            f"{r['minus_first']:+.2f} +- {r['minus_first_se']:.2f}" if len(per_image) > 1 else ""
+        )
+        lines.append(f"| {name} | {r['epochs']} | {r['nll']:.2f} +- {r['nll_se']:.2f} | {paired} |")
+    write_json(
+        out / f"peek-{images}.json",
+        {
+            "images": images,
+            "num_samples": args.samples,
+            "first": next(iter(per_image), None),
+            "configs": scored,
+        },
+    )
+    return "\n".join(lines) + "\n"
+
+
 def table(dataset: str, rows: list[dict[str, Any]]) -> str:
     """The results as Markdown, with the published numbers beside ours."""
     lines = [
@@ -165,10 +225,21 @@ def main() -> int:
         "--jit", action=argparse.BooleanOptionalAction, default=True, help="traced loss (faster)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--peek",
+        type=int,
+        metavar="N",
+        help="train nothing; score the latest checkpoints on N test images, paired",
+    )
     args = parser.parse_args()
     out = args.out / args.dataset
     rows = []
     try:
+        if args.peek is not None:
+            if args.peek < 2:
+                raise ConfigError(f"--peek needs at least 2 test images, not {args.peek}")
+            print(peek(args.dataset, out, args.peek, args), end="")
+            return 0
         for name in args.configs:
             rows.append(run_config(args.dataset, name, out, args))
             write_json(out / "quality.json", rows)

@@ -4,6 +4,7 @@ These check that the scripts work, not their figures (no timed assertions: see
 docs/benchmarks.md for the measured numbers)."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -61,7 +62,22 @@ def test_scaling_writes_every_sweep_and_the_plot(tmp_path):
     assert picture.stat().st_size > 0
 
 
-def test_quality_trains_scores_and_continues_a_stopped_run(tmp_path):
+def test_iwae_plate_times_both_paths_for_each_program(tmp_path):
+    out = tmp_path / "iwae.json"
+    run_script("iwae_plate.py", "--hidden", "16", "--latent", "2", "--steps", "2", "--repeats",
+               "1", "--batch-size", "32", "--particles", "3", "--out", str(out))  # fmt: skip
+    report = json.loads(out.read_text())
+    assert [r["program"] for r in report["rows"]] == ["vae", "point-weights"]
+    for row in report["rows"]:
+        assert set(row["seconds"]) == {"plate", "repeated"}
+        assert len(row["seconds"]["plate"]["all"]) == 2  # the dropped warm-up and one repeat
+        assert (
+            row["speedup"] == pytest.approx(row["ms_repeated"] / row["ms_plate"])
+            and row["speedup"] > 0
+        )
+
+
+def test_quality_trains_scores_continues_a_stopped_run_and_peeks(tmp_path):
     args = ["--dataset", "mnist5k", "--configs", "vae", "--samples", "5", "--quiet",
             "--out", str(tmp_path)]  # fmt: skip
     run_script("quality.py", *args, "--epochs", "1")
@@ -86,3 +102,16 @@ def test_quality_trains_scores_and_continues_a_stopped_run(tmp_path):
         40,
         5e-4,
     )
+    # --peek scores the checkpoints without training. A copy of the same run under another
+    # config's name has the same weights and gets the same draws: paired difference exactly 0.
+    peek = ["--dataset", "mnist5k", "--samples", "5", "--out", str(tmp_path), "--peek", "30"]
+    done = run_script("quality.py", *peek, "--configs", "vae", "vamp")
+    assert "| vamp | no checkpoint in" in done.stdout
+    shutil.copytree(folder / "vae", folder / "vamp")
+    done = run_script("quality.py", *peek, "--configs", "vae", "vamp")
+    report = json.loads((folder / "peek-30.json").read_text())
+    assert report["first"] == "vae" and set(report["configs"]) == {"vae", "vamp"}
+    vae, copy = report["configs"]["vae"], report["configs"]["vamp"]
+    assert vae["epochs"] == 2 and vae["test_images"] == 30 and vae["nll"] == copy["nll"]
+    assert copy["minus_first"] == 0 and "| vamp | 2 |" in done.stdout
+    assert row == json.loads((folder / "quality.json").read_text())[0]  # nothing trained
