@@ -93,7 +93,9 @@ class TracedLoss:
         indices: torch.Tensor,
         beta: float,
     ) -> torch.Tensor:
-        inputs = (x, indices, torch.tensor(float(beta), device=x.device, dtype=x.dtype))
+        # torch.full fills on the device; torch.tensor would copy from the host and, on a GPU,
+        # wait for the stream at every step
+        inputs = (x, indices, torch.full((), float(beta), device=x.device, dtype=x.dtype))
         if labels is not None:
             inputs += (labels,)
         key = tuple(t.shape for t in inputs)

@@ -2,6 +2,9 @@
 
 import pytest
 import torch
+from pyro.infer import TraceMeanField_ELBO
+from pyro_vae.inference.traced_loss import TracedLoss
+from pyro_vae.models import build_vae
 
 from pyro_vae import TrainConfig, train
 from pyro_vae.checkpoint import load_checkpoint
@@ -18,3 +21,19 @@ def test_training_on_cuda_keeps_everything_on_the_gpu(tmp_path):
     checkpoint = load_checkpoint(tmp_path / "gpu" / "checkpoint.pt", map_location="cuda")
     assert all(t.is_cuda for t in checkpoint["fit"]["params"].values())
     assert "cuda" in checkpoint["fit"]["rng"] and torch.cuda.is_available()
+
+
+@pytest.mark.cuda
+def test_a_traced_step_does_not_wait_for_the_gpu():
+    # The issue asks for no per-step host syncs: a step of the traced loss (forward and
+    # backward) must launch work without waiting for the GPU stream.
+    vae = build_vae(6, 2, (8,)).cuda()
+    loss = TracedLoss(TraceMeanField_ELBO(), vae, num_data=40)
+    x, indices = torch.bernoulli(torch.full((8, 6), 0.4)).cuda(), torch.arange(8).cuda()
+    loss(x, None, indices, 0.5).backward()  # tracing may synchronise; replaying must not
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss(x, None, indices, 0.7).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
