@@ -7,7 +7,9 @@ through the same ``pyro_vae.training.train`` the CLI calls, then estimates the t
 K = 5,000 importance samples per image (test images binarized once, fixed seed).
 
 Every run lives in ``OUT/DATASET/CONFIG`` and checkpoints every epoch: run the same command
-again (or with more ``--epochs``) to continue where it stopped. Results go to
+again (or with more ``--epochs``) to continue where it stopped. The scoring (tens of minutes
+on a CPU) saves its per-image estimates every ``--score-block`` images and continues the same
+way. Results go to
 ``OUT/DATASET/quality.json`` and a Markdown table ``OUT/DATASET/quality.md``.
 
 ``--peek N`` trains nothing: it scores the latest checkpoint of each configuration (a run
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -66,6 +69,9 @@ CONFIGS: dict[str, tuple[dict[str, Any], float | None]] = {
         None,
     ),
 }
+#: Per-image estimates that ``score`` keeps, block by block (fields of ``Evaluation``).
+PER_IMAGE = ("log_likelihood", "elbo", "kl")
+
 #: Best published number (Exemplar VAE); our best configuration should be below it.
 EXEMPLAR_VAE = 226.75
 
@@ -108,22 +114,8 @@ def run_config(dataset: str, name: str, out: Path, args: argparse.Namespace) -> 
     nll_path = folder / f"nll-K{args.samples}.json"
     cached = json.loads(nll_path.read_text()) if nll_path.exists() else {}
     if cached.get("epochs") != metrics["epochs"]:
-        run = load_run(folder, device=args.device)
         print(f"{dataset}/{name}: test NLL with K={args.samples}", flush=True)
-        start = time.perf_counter()
-        result = evaluate(run.vae, run.test_x, run.test_y, num_samples=args.samples, jit=args.jit)
-        seconds = time.perf_counter() - start
-        nll = -result.log_likelihood
-        cached = {
-            "epochs": run.epochs,
-            "num_samples": args.samples,
-            "test_images": len(nll),
-            "nll": nll.mean().item(),
-            "nll_se": (nll.std() / math.sqrt(len(nll))).item(),
-            "elbo": result.elbo.mean().item(),
-            "kl": result.kl.mean().item(),
-            "seconds": seconds,
-        }
+        cached = score(folder, args)
         write_json(nll_path, cached)
     _, published = CONFIGS[name]
     return {
@@ -134,6 +126,46 @@ def run_config(dataset: str, name: str, out: Path, args: argparse.Namespace) -> 
         "train_seconds": metrics["wall_time_s"]["train"],
         "published_nll": published if dataset == "fashion-mnist" else None,
         **cached,
+    }
+
+
+def score(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The K-sample test estimates of the run in ``folder``, summarised over the test images.
+
+    Images are scored in blocks of ``args.score_block``, each with draws seeded by its first
+    image, and every finished block is added to ``nll-K<K>-images.json`` (per-image log p(x),
+    ELBO and KL) at once: a scoring that stops continues with the next block, and its numbers
+    are those of an uninterrupted one.
+    """
+    run = load_run(folder, device=args.device)
+    images_path = folder / f"nll-K{args.samples}-images.json"
+    saved = json.loads(images_path.read_text()) if images_path.exists() else {}
+    if saved.get("epochs") != run.epochs:  # nothing saved, or saved for an earlier checkpoint
+        saved = {"epochs": run.epochs, "num_samples": args.samples, "seconds": 0.0}
+        saved.update({key: [] for key in PER_IMAGE})
+    total = len(run.test_x)
+    for first in range(len(saved["log_likelihood"]), total, args.score_block):
+        rows = slice(first, first + args.score_block)
+        labels = None if run.test_y is None else run.test_y[rows]
+        torch.manual_seed(args.seed + first)
+        start = time.perf_counter()
+        result = evaluate(run.vae, run.test_x[rows], labels, num_samples=args.samples, jit=args.jit)
+        saved["seconds"] += time.perf_counter() - start
+        for key in PER_IMAGE:
+            saved[key] += getattr(result, key).tolist()
+        write_json(images_path, saved)
+        if not args.quiet:
+            print(f"  {first + len(result.elbo)} of {total} test images scored", flush=True)
+    nll = -torch.tensor(saved["log_likelihood"], dtype=torch.float64)
+    return {
+        "epochs": run.epochs,
+        "num_samples": args.samples,
+        "test_images": len(nll),
+        "nll": nll.mean().item(),
+        "nll_se": (nll.std() / math.sqrt(len(nll))).item(),
+        "elbo": statistics.fmean(saved["elbo"]),
+        "kl": statistics.fmean(saved["kl"]),
+        "seconds": saved["seconds"],
     }
 
 
@@ -224,6 +256,13 @@ def main() -> int:
     parser.add_argument(
         "--jit", action=argparse.BooleanOptionalAction, default=True, help="traced loss (faster)"
     )
+    parser.add_argument(
+        "--score-block",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="test images per saved block of the K-sample scoring (a stopped scoring resumes)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
         "--peek",
@@ -235,6 +274,8 @@ def main() -> int:
     out = args.out / args.dataset
     rows = []
     try:
+        if args.score_block < 1:
+            raise ConfigError(f"--score-block must be at least 1, not {args.score_block}")
         if args.peek is not None:
             if args.peek < 2:
                 raise ConfigError(f"--peek needs at least 2 test images, not {args.peek}")
@@ -246,6 +287,9 @@ def main() -> int:
             write_text(out / "quality.md", table(args.dataset, rows))
     except TrainingInterrupted as stopped:
         print(f"stopped; run the same command to continue ({stopped})", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # while scoring: the finished blocks are saved
+        print("stopped; run the same command to continue", file=sys.stderr)
         return 130
     except PyroVAEError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -115,3 +115,28 @@ def test_quality_trains_scores_continues_a_stopped_run_and_peeks(tmp_path):
     assert vae["epochs"] == 2 and vae["test_images"] == 30 and vae["nll"] == copy["nll"]
     assert copy["minus_first"] == 0 and "| vamp | 2 |" in done.stdout
     assert row == json.loads((folder / "quality.json").read_text())[0]  # nothing trained
+
+
+def test_quality_scoring_stopped_part_way_continues_with_the_same_numbers(tmp_path):
+    args = ["--dataset", "mnist5k", "--configs", "vae", "--samples", "5", "--quiet",
+            "--epochs", "1", "--score-block", "400", "--out", str(tmp_path)]  # fmt: skip
+    run_script("quality.py", *args)
+    folder = tmp_path / "mnist5k" / "vae"
+    whole = json.loads((folder / "nll-K5-images.json").read_text())
+    (row,) = json.loads((tmp_path / "mnist5k" / "quality.json").read_text())
+    assert len(whole["log_likelihood"]) == len(whole["kl"]) == row["test_images"] == 1000
+    assert row["nll"] == pytest.approx(-sum(whole["log_likelihood"]) / 1000, abs=1e-9)
+    # as if stopped after the first block, whose numbers are marked to show they are kept
+    stopped = {key: value[:400] if isinstance(value, list) else value
+               for key, value in whole.items()}  # fmt: skip
+    stopped["log_likelihood"] = [v - 0.5 for v in stopped["log_likelihood"]]
+    (folder / "nll-K5-images.json").write_text(json.dumps(stopped))
+    (folder / "nll-K5.json").unlink()
+    run_script("quality.py", *args)
+    resumed = json.loads((folder / "nll-K5-images.json").read_text())
+    assert resumed["log_likelihood"][:400] == stopped["log_likelihood"]  # not scored again
+    # the later blocks get the draws of an uninterrupted scoring
+    assert resumed["log_likelihood"][400:] == pytest.approx(whole["log_likelihood"][400:], abs=1e-6)
+    assert resumed["kl"] == pytest.approx(whole["kl"], abs=1e-6)
+    (row,) = json.loads((tmp_path / "mnist5k" / "quality.json").read_text())
+    assert row["nll"] == pytest.approx(-sum(resumed["log_likelihood"]) / 1000, abs=1e-9)
