@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -156,15 +155,16 @@ def score(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         write_json(images_path, saved)
         if not args.quiet:
             print(f"  {first + len(result.elbo)} of {total} test images scored", flush=True)
-    nll = -torch.tensor(saved["log_likelihood"], dtype=torch.float64)
+    values = {key: torch.tensor(saved[key], dtype=torch.float64) for key in PER_IMAGE}
+    nll = -values["log_likelihood"]
     return {
         "epochs": run.epochs,
         "num_samples": args.samples,
         "test_images": len(nll),
         "nll": nll.mean().item(),
         "nll_se": (nll.std() / math.sqrt(len(nll))).item(),
-        "elbo": statistics.fmean(saved["elbo"]),
-        "kl": statistics.fmean(saved["kl"]),
+        "elbo": values["elbo"].mean().item(),
+        "kl": values["kl"].mean().item(),
         "seconds": saved["seconds"],
     }
 
