@@ -35,6 +35,8 @@ def test_speed_writes_both_variants_for_each_batch(tmp_path):
     for row in report["rows"]:
         assert len(row["pyro_vae_epoch_s"]) == len(row["reference_epoch_s"]) == 1
         assert 0 < row["pyro_vae_share_of_peak"]
+        (pyro_s,), (reference_s,) = row["pyro_vae_epoch_s"], row["reference_epoch_s"]
+        assert row["paired_ratio_median"] == pytest.approx(pyro_s / reference_s)
     assert report["versions"]["pyro"] and report["validation"] is True
 
 
