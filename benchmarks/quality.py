@@ -139,8 +139,10 @@ def score(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     run = load_run(folder, device=args.device)
     images_path = folder / f"nll-K{args.samples}-images.json"
     saved = json.loads(images_path.read_text()) if images_path.exists() else {}
-    if saved.get("epochs") != run.epochs:  # nothing saved, or saved for an earlier checkpoint
-        saved = {"epochs": run.epochs, "num_samples": args.samples, "seconds": 0.0}
+    identity = {"epochs": run.epochs, "num_samples": args.samples, "seed": args.seed}
+    # nothing saved, or saved for an earlier checkpoint or with other draws: start afresh
+    if any(saved.get(key) != value for key, value in identity.items()):
+        saved = {**identity, "seconds": 0.0}
         saved.update({key: [] for key in PER_IMAGE})
     total = len(run.test_x)
     for first in range(len(saved["log_likelihood"]), total, args.score_block):

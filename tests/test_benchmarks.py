@@ -142,3 +142,9 @@ def test_quality_scoring_stopped_part_way_continues_with_the_same_numbers(tmp_pa
     assert resumed["kl"] == pytest.approx(whole["kl"], abs=1e-6)
     (row,) = json.loads((tmp_path / "mnist5k" / "quality.json").read_text())
     assert row["nll"] == pytest.approx(-sum(resumed["log_likelihood"]) / 1000, abs=1e-9)
+    # blocks saved with other draws are not mixed in: another seed scores every block afresh
+    (folder / "nll-K5.json").unlink()
+    run_script("quality.py", *args, "--seed", "1")
+    reseeded = json.loads((folder / "nll-K5-images.json").read_text())
+    assert reseeded["seed"] == 1 and len(reseeded["log_likelihood"]) == 1000
+    assert reseeded["log_likelihood"][:400] != pytest.approx(stopped["log_likelihood"], abs=0.4)
