@@ -104,8 +104,8 @@ def measure(x: torch.Tensor, batch: int, repeats: int, seed: int, jit: bool) -> 
         "pyro_vae_images_per_s": len(x) / pyro_median,
         "reference_images_per_s": len(x) / ref_median,
         "ratio_time_pyro_over_reference": pyro_median / ref_median,
-        # each pyro-vae epoch against the reference epoch right after it: the pairs share the
-        # machine's state of the moment, so this median is the steadier of the two ratios
+        # each pyro-vae epoch against the reference epoch right after it (the pairs share the
+        # machine's state of the moment), beside the ratio of the two medians above
         "paired_ratio_median": statistics.median(
             p / r for p, r in zip(pyro_seconds, ref_seconds, strict=True)
         ),
