@@ -22,6 +22,7 @@ from pyro_vae.errors import ConfigError, DataError, TrainingDiverged, TrainingIn
 from pyro_vae.validate import nonnegative_float, nonnegative_int, positive_float, positive_int
 
 from . import rng_state
+from .compiled_loss import CompiledLoss
 from .distributed import Workers
 from .objectives import OBJECTIVES
 from .optimizers import OPTIMIZERS
@@ -65,6 +66,10 @@ class SVIConfig:
         jit: Trace the loss with TorchScript (:class:`~.traced_loss.TracedLoss`): the same
             objective with Pyro's per-step Python overhead removed; validation then runs only
             while tracing.
+        compile: Capture the loss as an ATen graph and compile it with ``torch.compile``
+            (:class:`~.compiled_loss.CompiledLoss`): the same objective and the same draws,
+            with forward and backward fused into generated kernels; each minibatch shape costs
+            a compilation (seconds to a minute) first. Not together with ``jit``.
     """
 
     objective: str = "elbo"
@@ -78,6 +83,7 @@ class SVIConfig:
     clip_grad_norm: float | None = None
     on_divergence: str = "stop"
     jit: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         OBJECTIVES[self.objective]
@@ -89,8 +95,11 @@ class SVIConfig:
         nonnegative_int("warmup_epochs", self.warmup_epochs)
         if self.clip_grad_norm is not None:
             positive_float("clip_grad_norm", self.clip_grad_norm)
-        if not isinstance(self.jit, bool):
-            raise ConfigError(f"jit must be true or false, not {self.jit!r}")
+        for name in ("jit", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, not {getattr(self, name)!r}")
+        if self.jit and self.compile:
+            raise ConfigError("choose one of jit (trace the loss) and compile (compile it)")
         if self.on_divergence not in ON_DIVERGENCE:
             raise ConfigError(
                 f"on_divergence must be one of {', '.join(ON_DIVERGENCE)}, not "
@@ -129,11 +138,13 @@ class FitResult:
 
 
 def _step_loss(
-    elbo: Any, program: Program, num_data: int, jit: bool
+    elbo: Any, program: Program, num_data: int, config: SVIConfig
 ) -> Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor, float], torch.Tensor]:
-    """``loss(x, labels, indices, beta)`` of one minibatch: eager Pyro, or traced once."""
-    if jit:
+    """``loss(x, labels, indices, beta)`` of one minibatch: eager Pyro, traced or compiled."""
+    if config.jit:
         return TracedLoss(elbo, program, num_data)
+    if config.compile:
+        return CompiledLoss(elbo, program, num_data)
 
     def loss(
         x: torch.Tensor, labels: torch.Tensor | None, indices: torch.Tensor, beta: float
@@ -201,7 +212,7 @@ def fit(
     if not torch.isfinite(x).all():
         raise DataError("the training data contain NaN or infinite values")
     elbo = OBJECTIVES.build(config.objective, config.num_particles)
-    step_loss = _step_loss(elbo, program, num_data, config.jit)
+    step_loss = _step_loss(elbo, program, num_data, config)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     fixed_x = binarize.fixed(x) if not binarize.resample else None
 

@@ -26,27 +26,42 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from pyro.infer import trace_elbo
+from pyro.infer import trace_elbo, trace_mean_field_elbo
 from torch import nn
 
 from pyro_vae.errors import ConfigError
 
 
 @contextlib.contextmanager
-def _item_kept_as_tensor() -> Iterator[None]:
-    """Pyro's ``Trace_ELBO`` (and ``TraceMeanField_ELBO``, which inherits its loss) forms the
-    reported value with ``torch_item``, i.e. ``.item()``: a trace would freeze that number
-    as a constant, so every later call would return a stale value (gradients stay right).
-    While tracing, the value is kept as a detached tensor, the way Pyro's own JIT ELBOs do."""
-    original = trace_elbo.torch_item
-    trace_elbo.torch_item = lambda x: x.detach() if isinstance(x, torch.Tensor) else x
+def pyro_scalars_kept_as_tensors() -> Iterator[None]:
+    """Pyro's ``Trace_ELBO`` and ``TraceMeanField_ELBO`` form the reported value with
+    ``torch_item``, i.e. ``.item()``, and check it with ``warn_if_nan``: a recorded graph would
+    freeze that number as a constant, so every later call would return a stale value
+    (gradients stay right), and a graph capture (``make_fx``) cannot read values at all. While
+    recording, the value is kept as a detached tensor, the way Pyro's own JIT ELBOs do, and the
+    NaN check is left to :func:`~pyro_vae.inference.fit`, which flags non-finite losses."""
+    patched = [(trace_elbo, "torch_item"), (trace_mean_field_elbo, "torch_item")]
+    patched += [(trace_elbo, "warn_if_nan"), (trace_mean_field_elbo, "warn_if_nan")]
+    originals = [getattr(module, name) for module, name in patched]
+    replacements = {"torch_item": _detached, "warn_if_nan": _unchecked}
+    for module, name in patched:
+        setattr(module, name, replacements[name])
     try:
         yield
     finally:
-        trace_elbo.torch_item = original
+        for (module, name), original in zip(patched, originals, strict=True):
+            setattr(module, name, original)
 
 
-class _Objective(nn.Module):
+def _detached(x: Any) -> Any:
+    return x.detach() if isinstance(x, torch.Tensor) else x
+
+
+def _unchecked(value: Any, *args: Any, **kwargs: Any) -> Any:
+    return value
+
+
+class Objective(nn.Module):
     """Owns the program so a module trace sees its parameters; forward is the SVI loss."""
 
     def __init__(self, elbo, program: nn.Module, num_data: int) -> None:
@@ -83,7 +98,7 @@ class TracedLoss:
     """
 
     def __init__(self, elbo, program: nn.Module, num_data: int) -> None:
-        self._objective = _Objective(elbo, program, num_data)
+        self._objective = Objective(elbo, program, num_data)
         self._traced: dict[tuple, Callable[..., torch.Tensor]] = {}
 
     def __call__(
@@ -105,7 +120,7 @@ class TracedLoss:
         return traced(*inputs)
 
     def _trace(self, inputs: tuple[torch.Tensor, ...]) -> Callable[..., torch.Tensor]:
-        with _item_kept_as_tensor():
+        with pyro_scalars_kept_as_tensors():
             return trace_module(self._objective, inputs)
 
 

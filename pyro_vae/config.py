@@ -88,6 +88,12 @@ class TrainConfig:
         "trace the loss and the final log p(x) estimate with TorchScript: the same numbers "
         "without Pyro's per-step Python overhead (validation runs once, while tracing)",
     )
+    compile: bool = option(
+        False,
+        "capture the training loss as a graph and compile it with torch.compile: the same "
+        "numbers with forward and backward fused (each batch shape compiles once first; not "
+        "with --jit)",
+    )
     keep_checkpoints: int = option(3, "tagged checkpoints kept besides checkpoint.pt")
     seed: int = option(0, "random seed (initialisation, data order, binarization)")
     device: str = option("cpu", "cpu or cuda[:N]")
@@ -132,6 +138,7 @@ class TrainConfig:
             clip_grad_norm=self.clip_grad_norm or None,
             on_divergence=self.on_divergence,
             jit=self.jit,
+            compile=self.compile,
         )
 
     def model_spec(self, **changes: Any) -> ModelSpec:

@@ -47,6 +47,7 @@ RESUMABLE_CHANGES = (
     "keep_checkpoints",
     "on_divergence",
     "jit",
+    "compile",
 )
 #: Draws per training image for the reported train ELBO.
 TRAIN_ELBO_SAMPLES = 10
