@@ -5,8 +5,9 @@ same data with the same epoch structure (dynamic binarization, a random permutat
 steps). pyro-vae runs ``pyro_vae.inference.fit`` with ``elbo-analytic-kl``; the reference is a
 plain PyTorch loop written here. Epochs of the two alternate (interleaved repeats) so machine
 noise hits both alike; the script reports medians, their ratio, and each step's achieved FLOP/s
-against the fp32 matmul peak measured in the same run. Each batch size is measured twice:
-pyro-vae as Pyro runs it (``jit=False``) and with the loss traced (``jit=True``).
+against the fp32 matmul peak measured in the same run. Each batch size is measured for each
+way of running pyro-vae's loss: as Pyro runs it (``eager``), traced with TorchScript (``jit``)
+and compiled with ``torch.compile`` (``compile``).
 
     python benchmarks/speed.py --batch-sizes 128 1024 --repeats 7 --out docs/speed.json
 """
@@ -30,6 +31,8 @@ from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 from pyro_vae.data import load_dataset
 
 DATA_DIM, HIDDEN, LATENT = 784, 400, 20
+#: The ways of running pyro-vae's loss, as SVIConfig settings.
+LOSSES = {"eager": {}, "jit": {"jit": True}, "compile": {"compile": True}}
 
 
 class ReferenceVAE(nn.Module):
@@ -77,7 +80,7 @@ def step_flops_per_image() -> float:
     return 3 * 2 * macs
 
 
-def measure(x: torch.Tensor, batch: int, repeats: int, seed: int, jit: bool) -> dict:
+def measure(x: torch.Tensor, batch: int, repeats: int, seed: int, loss: str) -> dict:
     """One pyro-vae fit of ``repeats + 1`` epochs, a reference epoch after each of its epochs."""
     torch.manual_seed(seed)
     pyro.set_rng_seed(seed)
@@ -86,7 +89,11 @@ def measure(x: torch.Tensor, batch: int, repeats: int, seed: int, jit: bool) -> 
     ref_opt = torch.optim.Adam(reference.parameters(), lr=1e-3)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     config = SVIConfig(
-        objective="elbo-analytic-kl", batch_size=batch, lr=1e-3, epochs=repeats + 1, jit=jit
+        objective="elbo-analytic-kl",
+        batch_size=batch,
+        lr=1e-3,
+        epochs=repeats + 1,
+        **LOSSES[loss],
     )
     ref_seconds = []
 
@@ -94,12 +101,12 @@ def measure(x: torch.Tensor, batch: int, repeats: int, seed: int, jit: bool) -> 
         ref_seconds.append(reference_epoch(reference, ref_opt, x, batch, gen))
 
     result = fit(vae, x, config=config, binarization="dynamic", seed=seed, on_epoch=reference_turn)
-    # the first pair warms up (and, with jit, includes the one-off trace) and is dropped
+    # the first pair warms up (and holds the one-off trace or compilation) and is dropped
     pyro_seconds, ref_seconds = result.epoch_seconds[1:], ref_seconds[1:]
     pyro_median, ref_median = statistics.median(pyro_seconds), statistics.median(ref_seconds)
     return {
         "batch_size": batch,
-        "jit": jit,
+        "loss": loss,
         "images": len(x),
         "pyro_vae_images_per_s": len(x) / pyro_median,
         "reference_images_per_s": len(x) / ref_median,
@@ -123,6 +130,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20000, help="mnist5k tiled to this many")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--losses", nargs="+", choices=list(LOSSES), default=list(LOSSES), help="pyro-vae variants"
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -130,9 +140,9 @@ def main() -> None:
     x = base.repeat(-(-args.images // len(base)), 1)[: args.images].to(device)
     peak = matmul_peak(device)
     rows = [
-        measure(x, batch, args.repeats, args.seed, jit)
+        measure(x, batch, args.repeats, args.seed, loss)
         for batch in args.batch_sizes
-        for jit in (False, True)
+        for loss in args.losses
     ]
     for row in rows:
         row["matmul_peak_flops_per_s"] = peak
@@ -140,13 +150,13 @@ def main() -> None:
     report = {**describe(device), "rows": rows}
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s on {device}")
     print(
-        "| batch | jit | pyro-vae img/s | reference img/s | time ratio | "
+        "| batch | loss | pyro-vae img/s | reference img/s | time ratio | "
         "paired ratio, median | pyro-vae % of peak |"
     )
     print("|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['batch_size']} | {'yes' if r['jit'] else 'no'} | "
+            f"| {r['batch_size']} | {r['loss']} | "
             f"{r['pyro_vae_images_per_s']:.0f} | "
             f"{r['reference_images_per_s']:.0f} | {r['ratio_time_pyro_over_reference']:.3f} | "
             f"{r['paired_ratio_median']:.3f} | "

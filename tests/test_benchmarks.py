@@ -26,12 +26,13 @@ def run_script(name, *args, cwd=None):
     return done
 
 
-def test_speed_writes_both_variants_for_each_batch(tmp_path):
+def test_speed_writes_every_variant_for_each_batch(tmp_path):
     out = tmp_path / "speed.json"
     run_script("speed.py", "--batch-sizes", "200", "--repeats", "1", "--images", "600",
                "--out", str(out))  # fmt: skip
     report = json.loads(out.read_text())
-    assert [(r["batch_size"], r["jit"]) for r in report["rows"]] == [(200, False), (200, True)]
+    variants = [(r["batch_size"], r["loss"]) for r in report["rows"]]
+    assert variants == [(200, "eager"), (200, "jit"), (200, "compile")]
     for row in report["rows"]:
         assert len(row["pyro_vae_epoch_s"]) == len(row["reference_epoch_s"]) == 1
         assert 0 < row["pyro_vae_share_of_peak"]
