@@ -117,7 +117,12 @@ class TracedLoss:
         traced = self._traced.get(key)
         if traced is None:
             traced = self._traced[key] = self._trace(inputs)
-        return traced(*inputs)
+        # The profiling executor would run the first calls of a trace one way and later calls
+        # through an optimised graph, whose float rounding differs a little: a resumed fit,
+        # whose trace starts counting afresh, would then drift from an uninterrupted one.
+        # Unoptimised execution runs every call alike (as fast here: docs/benchmarks.md).
+        with torch.jit.optimized_execution(False):
+            return traced(*inputs)
 
     def _trace(self, inputs: tuple[torch.Tensor, ...]) -> Callable[..., torch.Tensor]:
         with pyro_scalars_kept_as_tensors():
