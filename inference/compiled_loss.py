@@ -39,6 +39,68 @@ from .traced_loss import Objective, pyro_scalars_kept_as_tensors
 INDUCTOR_OPTIONS = {"fallback_random": True}
 
 
+class CompiledModule:
+    """``module(*inputs)`` captured with ``make_fx`` and compiled, once per input shapes.
+
+    The module's parameters and buffers are inputs of the graph, looked up once, at the first
+    call (after any lazily built ones exist): optimizers and ``load_state_dict`` update these
+    very tensors in place, so every call sees their current values.
+
+    Args:
+        module: A module whose forward runs a Pyro program on tensor inputs.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self._module = module
+        self._compiled: dict[tuple, Callable[..., Any]] = {}
+        self._names: tuple[list[str], list[str]] | None = None
+        self._state: tuple[torch.Tensor, ...] = ()
+
+    def __call__(self, *inputs: torch.Tensor) -> Any:
+        key = tuple(t.shape for t in inputs)
+        compiled = self._compiled.get(key)
+        if compiled is not None:
+            return compiled(*self._state, *inputs)
+        if self._names is None:
+            params = dict(self._module.named_parameters())
+            buffers = dict(self._module.named_buffers())
+            self._names = (list(params), list(buffers))
+            self._state = (*params.values(), *buffers.values())
+        compiled = self._compile(inputs)
+        try:  # Inductor compiles on the first call
+            result = compiled(*self._state, *inputs)
+        except RuntimeError as err:
+            raise ConfigError(f"this model cannot be compiled: {_first_line(err)}") from None
+        self._compiled[key] = compiled
+        return result
+
+    def _compile(self, inputs: tuple[torch.Tensor, ...]) -> Callable[..., Any]:
+        module = self._module
+        param_names, buffer_names = self._names
+        split = len(param_names) + len(buffer_names)
+
+        def run(*tensors: torch.Tensor) -> Any:
+            params = dict(zip(param_names, tensors[: len(param_names)], strict=True))
+            buffers = dict(zip(buffer_names, tensors[len(param_names) : split], strict=True))
+            return functional_call(module, (params, buffers), tensors[split:])
+
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        cuda = [x.device for x in inputs[:1] if x.is_cuda]
+        # both runs draw from a forked RNG, so the caller's draws are those of an eager run
+        with torch.random.fork_rng(devices=cuda):
+            with torch.no_grad():
+                module(*inputs)  # validation, once, on real values
+            try:
+                with pyro_scalars_kept_as_tensors(), pyro.validation_enabled(False):
+                    graph = make_fx(run)(*self._state, *inputs)
+            except (RuntimeError, TypeError) as err:
+                raise ConfigError(
+                    f"this model cannot be captured for compile=True: {_first_line(err)}"
+                ) from None
+        return torch.compile(graph, dynamic=False, options=INDUCTOR_OPTIONS)
+
+
 class CompiledLoss:
     """``loss(x, labels, indices, beta)``: the objective's differentiable loss, compiled.
 
@@ -49,10 +111,7 @@ class CompiledLoss:
     """
 
     def __init__(self, elbo, program: nn.Module, num_data: int) -> None:
-        self._objective = Objective(elbo, program, num_data)
-        self._compiled: dict[tuple, Callable[..., torch.Tensor]] = {}
-        self._names: tuple[list[str], list[str]] | None = None
-        self._state: tuple[torch.Tensor, ...] = ()
+        self._compiled = CompiledModule(Objective(elbo, program, num_data))
 
     def __call__(
         self,
@@ -64,51 +123,7 @@ class CompiledLoss:
         inputs = (x, indices, torch.full((), float(beta), device=x.device, dtype=x.dtype))
         if labels is not None:
             inputs += (labels,)
-        key = tuple(t.shape for t in inputs)
-        compiled = self._compiled.get(key)
-        if compiled is not None:
-            return compiled(*self._state, *inputs)
-        if self._names is None:
-            # The graph takes the program's parameters and buffers as inputs. They are looked
-            # up once, at the first call (after any lazily built ones exist): the optimizer
-            # updates these very tensors in place, and so does load_state_dict.
-            params = dict(self._objective.named_parameters())
-            buffers = dict(self._objective.named_buffers())
-            self._names = (list(params), list(buffers))
-            self._state = (*params.values(), *buffers.values())
-        compiled = self._compile(inputs)
-        try:  # Inductor compiles on the first call
-            loss = compiled(*self._state, *inputs)
-        except RuntimeError as err:
-            raise ConfigError(f"this model cannot be compiled: {_first_line(err)}") from None
-        self._compiled[key] = compiled
-        return loss
-
-    def _compile(self, inputs: tuple[torch.Tensor, ...]) -> Callable[..., torch.Tensor]:
-        objective = self._objective
-        param_names, buffer_names = self._names
-        split = len(param_names) + len(buffer_names)
-
-        def loss(*tensors: torch.Tensor) -> torch.Tensor:
-            params = dict(zip(param_names, tensors[: len(param_names)], strict=True))
-            buffers = dict(zip(buffer_names, tensors[len(param_names) : split], strict=True))
-            return functional_call(objective, (params, buffers), tensors[split:])
-
-        from torch.fx.experimental.proxy_tensor import make_fx
-
-        cuda = [x.device for x in inputs[:1] if x.is_cuda]
-        # both runs draw from a forked RNG, so the fit's draws are those of an eager fit
-        with torch.random.fork_rng(devices=cuda):
-            with torch.no_grad():
-                objective(*inputs)  # validation, once, on real values
-            try:
-                with pyro_scalars_kept_as_tensors(), pyro.validation_enabled(False):
-                    graph = make_fx(loss)(*self._state, *inputs)
-            except (RuntimeError, TypeError) as err:
-                raise ConfigError(
-                    f"this model cannot be captured for compile=True: {_first_line(err)}"
-                ) from None
-        return torch.compile(graph, dynamic=False, options=INDUCTOR_OPTIONS)
+        return self._compiled(*inputs)
 
 
 def _first_line(err: BaseException) -> Any:

@@ -7,7 +7,9 @@ datapoints are processed in chunks so memory stays bounded for any K: by default
 datapoints per chunk as let all K draws of each fit under the cap, so the encoder runs about
 once per datapoint and the decoder does the work. With ``jit=True`` each chunk shape is traced
 once (:func:`~pyro_vae.inference.traced_loss.trace_module`) and Pyro's per-chunk Python
-bookkeeping disappears, which pays with many chunks.
+bookkeeping disappears, which pays with many chunks. With ``compile=True`` each chunk shape is
+captured and compiled instead (:class:`~pyro_vae.inference.compiled_loss.CompiledModule`), which
+also fuses the per-pixel log-density work; the draws are the same as eager ones.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import nn
 from pyro_vae.errors import ConfigError
 from pyro_vae.validate import positive_int
 
+from .compiled_loss import CompiledModule
 from .svi import Program
 from .traced_loss import trace_module
 
@@ -145,11 +148,13 @@ def _chunks(
     batch_size: int | None,
     max_elements: int,
     jit: bool,
+    compile: bool,
 ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
     """Yield ``(datapoint slice, log p(x|z), log p(z) - log q(z|x))`` chunk by chunk."""
     features = x.shape[1] if x.dim() > 1 else 1
     batch_size, per_chunk = chunk_shape(x.shape[0], features, num_samples, batch_size, max_elements)
     traced: dict[tuple, Callable] = {}
+    compiled: dict[int, CompiledModule] = {}
     for start in range(0, x.shape[0], batch_size):
         rows = slice(start, min(start + batch_size, x.shape[0]))
         xb, yb = x[rows], None if labels is None else labels[rows]
@@ -162,16 +167,22 @@ def _chunks(
                 if key not in traced:
                     traced[key] = trace_module(_LogWeightTerms(program, k), inputs)
                 observed, latent = traced[key](*inputs)
+            elif compile:
+                if k not in compiled:
+                    compiled[k] = CompiledModule(_LogWeightTerms(program, k))
+                observed, latent = compiled[k](*inputs)
             else:
                 observed, latent = _log_weight_terms(program, xb, yb, k)
             yield rows, observed, latent
             done += k
 
 
-def _check(num_samples: int, batch_size: int | None) -> None:
+def _check(num_samples: int, batch_size: int | None, jit: bool, compile: bool) -> None:
     positive_int("num_samples", num_samples)
     if batch_size is not None:
         positive_int("batch_size", batch_size)
+    if jit and compile:
+        raise ConfigError("choose one of jit (trace the estimate) and compile (compile it)")
 
 
 @torch.no_grad()
@@ -185,6 +196,7 @@ def evaluate(
     max_elements: int = MAX_ELEMENTS,
     keep_log_weights: bool = False,
     jit: bool = False,
+    compile: bool = False,
 ) -> Evaluation:
     """ELBO, importance-sampled log p(x), reconstruction and KL for every datapoint.
 
@@ -199,8 +211,11 @@ def evaluate(
         jit: Trace each chunk shape once and replay it: the same draws and numbers as an
             untraced run, without Pyro's per-chunk Python work; validation checks run while
             tracing only.
+        compile: Capture and compile each chunk shape once (``torch.compile``): the same
+            draws as an untraced run, with the per-pixel work fused; each shape first costs a
+            compilation. Not together with ``jit``.
     """
-    _check(num_samples, batch_size)
+    _check(num_samples, batch_size, jit, compile)
     n = x.shape[0]
     lse = torch.full((n,), -math.inf, dtype=torch.float64, device=x.device)
     elbo = torch.zeros(n, dtype=torch.float64, device=x.device)
@@ -208,7 +223,7 @@ def evaluate(
     kept = torch.empty(n, num_samples, dtype=x.dtype, device=x.device) if keep_log_weights else None
     col = 0  # columns of ``kept`` filled for the current rows (their chunks come in a row)
     for rows, observed, latent in _chunks(
-        program, x, labels, num_samples, batch_size, max_elements, jit
+        program, x, labels, num_samples, batch_size, max_elements, jit, compile
     ):
         log_w = observed + latent
         if kept is not None:
@@ -233,6 +248,7 @@ def log_importance_weights(
     batch_size: int | None = None,
     max_elements: int = MAX_ELEMENTS,
     jit: bool = False,
+    compile: bool = False,
 ) -> torch.Tensor:
     """log p(x, z_k) - log q(z_k|x) for K guide draws per datapoint: ``(num_data, K)``.
 
@@ -247,4 +263,5 @@ def log_importance_weights(
         max_elements=max_elements,
         keep_log_weights=True,
         jit=jit,
+        compile=compile,
     ).log_weights

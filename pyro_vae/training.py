@@ -226,8 +226,22 @@ def train(
         vae.fix_weights(program.point_weights())
     start = time.perf_counter()
     vae.eval()
-    train_eval = evaluate(vae, train_fixed, train_y, num_samples=TRAIN_ELBO_SAMPLES, jit=config.jit)
-    test_eval = evaluate(vae, test_fixed, test_y, num_samples=config.is_samples, jit=config.jit)
+    train_eval = evaluate(
+        vae,
+        train_fixed,
+        train_y,
+        num_samples=TRAIN_ELBO_SAMPLES,
+        jit=config.jit,
+        compile=config.compile,
+    )
+    test_eval = evaluate(
+        vae,
+        test_fixed,
+        test_y,
+        num_samples=config.is_samples,
+        jit=config.jit,
+        compile=config.compile,
+    )
     test_summary = test_eval.summary()
     eval_seconds = time.perf_counter() - start
 

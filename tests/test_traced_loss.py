@@ -97,6 +97,8 @@ def test_jit_and_compile_must_be_bools(setting):
 def test_jit_and_compile_exclude_each_other():
     with pytest.raises(ConfigError, match="one of jit .* and compile"):
         SVIConfig(jit=True, compile=True)
+    with pytest.raises(ConfigError, match="one of jit .* and compile"):
+        evaluate(build_vae(6, 2, (8,)), torch.zeros(3, 6), jit=True, compile=True)
 
 
 @pytest.mark.parametrize("setting", sorted(RECORDED))
@@ -118,27 +120,38 @@ def test_cli_refuses_jit_with_compile_in_one_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("recorded", sorted(RECORDED))
 @pytest.mark.parametrize("prior", sorted(PRIORS))
-def test_traced_evaluation_equals_eager_for_every_prior(prior):
+def test_recorded_evaluation_equals_eager_for_every_prior(prior, recorded):
     x = torch.bernoulli(torch.full((N, 6), 0.4))
     labels = torch.arange(N) % 4
     vae = build_vae(
         6, 2, (8,), prior=prior, prior_options=SMALL_PRIOR_OPTIONS.get(prior), data=x, num_classes=4
     )
-    # 3 datapoints and 7 particles per chunk: ragged last chunks of both kinds get traced too
+    # jit: 3 datapoints and 7 particles per chunk, so ragged last chunks of both kinds get
+    # traced too; compile: one chunk shape (each shape costs seconds of compiling), 10 x 3 chunks
     settings = {"num_samples": 30, "batch_size": 3, "max_elements": 3 * 6 * 7}
+    if recorded == "compile":
+        settings = {"num_samples": 30, "batch_size": 4, "max_elements": 4 * 6 * 10}
+    if (prior, recorded) == ("flow", "compile"):
+        with pytest.raises(ConfigError, match="cannot be captured for compile=True"):
+            evaluate(vae, x, labels, compile=True, **settings)
+        return
     results = []
-    for jit in (False, True):
+    for options in ({}, {recorded: True}):
         torch.manual_seed(5)
-        results.append(evaluate(vae, x, labels, keep_log_weights=True, jit=jit, **settings))
+        results.append(evaluate(vae, x, labels, keep_log_weights=True, **options, **settings))
     eager, traced = results
     assert_close(traced.log_weights, eager.log_weights, atol=1e-5, msg="same draws, same weights")
     assert_close(traced.log_likelihood, eager.log_likelihood, atol=1e-5)
 
 
-def test_traced_evaluation_draws_afresh_for_each_chunk():
+@pytest.mark.parametrize("recorded", sorted(RECORDED))
+def test_recorded_evaluation_draws_afresh_for_each_chunk(recorded):
     x = torch.bernoulli(torch.full((4, 6), 0.4))
     vae = build_vae(6, 2, (8,))
-    kept = log_importance_weights(vae, x, num_samples=12, max_elements=4 * 6 * 3, jit=True)
-    # four chunks of 3 particles replay one trace; every weight is a new draw
+    settings = {"num_samples": 12, "max_elements": 4 * 6 * 5, recorded: True}
+    kept = log_importance_weights(vae, x, **settings)
+    # chunks of 5, 5 and 2 particles: two replay one recording, the ragged last one another;
+    # every weight is a new draw
     assert kept.shape == (4, 12) and kept.unique().numel() == 48
