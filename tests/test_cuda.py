@@ -37,3 +37,18 @@ def test_a_traced_step_does_not_wait_for_the_gpu():
         loss(x, None, indices, 0.7).backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.cuda
+def test_compiled_training_on_cuda_follows_the_eager_loss_path(tmp_path):
+    losses = {}
+    for compile in (False, True):
+        config = TrainConfig(
+            device="cuda", epochs=2, hidden=(32,), latent_dim=4, is_samples=20, batch_size=200,
+            compile=compile,
+        )  # fmt: skip
+        metrics = train(config, tmp_path / f"compile-{compile}", progress=False)
+        assert metrics["test"]["log_likelihood"] > -600
+        losses[compile] = metrics["train"]["loss_per_epoch"]
+    # the compiled loss draws what eager Pyro draws (Inductor's fallback_random)
+    assert losses[True] == pytest.approx(losses[False], abs=1e-3)
