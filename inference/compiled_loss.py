@@ -1,4 +1,6 @@
-"""An SVI objective's loss captured as an ATen graph and compiled with ``torch.compile``.
+"""Pyro programs captured as ATen graphs and compiled with ``torch.compile``: the SVI loss
+(:class:`CompiledLoss`) and, through :class:`CompiledModule`, the importance-sampled estimates
+of :func:`~pyro_vae.inference.evaluate`.
 
 The traced loss (:mod:`.traced_loss`) removes Pyro's per-step Python work but still runs the
 graph one operation at a time. Here one run of model and guide is captured with
