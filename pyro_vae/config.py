@@ -90,9 +90,9 @@ class TrainConfig:
     )
     compile: bool = option(
         False,
-        "capture the training loss as a graph and compile it with torch.compile: the same "
-        "numbers with forward and backward fused (each batch shape compiles once first; not "
-        "with --jit)",
+        "capture the training loss and the final log p(x) estimate as graphs and compile them "
+        "with torch.compile: the same numbers with the elementwise work fused (each batch "
+        "shape compiles once first; not with --jit)",
     )
     keep_checkpoints: int = option(3, "tagged checkpoints kept besides checkpoint.pt")
     seed: int = option(0, "random seed (initialisation, data order, binarization)")
