@@ -35,7 +35,7 @@ from torch.func import functional_call
 
 from pyro_vae.errors import ConfigError
 
-from .traced_loss import Objective, pyro_scalars_kept_as_tensors
+from .traced_loss import Objective, objective_inputs, pyro_scalars_kept_as_tensors
 
 #: Inductor settings: draw through torch's random ops, so compiled draws equal eager ones.
 INDUCTOR_OPTIONS = {"fallback_random": True}
@@ -122,10 +122,7 @@ class CompiledLoss:
         indices: torch.Tensor,
         beta: float,
     ) -> torch.Tensor:
-        inputs = (x, indices, torch.full((), float(beta), device=x.device, dtype=x.dtype))
-        if labels is not None:
-            inputs += (labels,)
-        return self._compiled(*inputs)
+        return self._compiled(*objective_inputs(x, labels, indices, beta))
 
 
 def _first_line(err: BaseException) -> Any:

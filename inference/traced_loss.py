@@ -88,6 +88,16 @@ class Objective(nn.Module):
         )
 
 
+def objective_inputs(
+    x: torch.Tensor, labels: torch.Tensor | None, indices: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, ...]:
+    """The positional inputs of :class:`Objective` for one minibatch, the KL weight a tensor."""
+    # torch.full fills on the device; torch.tensor would copy from the host and, on a GPU,
+    # wait for the stream at every step
+    inputs = (x, indices, torch.full((), float(beta), device=x.device, dtype=x.dtype))
+    return inputs if labels is None else (*inputs, labels)
+
+
 class TracedLoss:
     """``loss(x, labels, indices, beta)``: the objective's differentiable loss, traced.
 
@@ -108,11 +118,7 @@ class TracedLoss:
         indices: torch.Tensor,
         beta: float,
     ) -> torch.Tensor:
-        # torch.full fills on the device; torch.tensor would copy from the host and, on a GPU,
-        # wait for the stream at every step
-        inputs = (x, indices, torch.full((), float(beta), device=x.device, dtype=x.dtype))
-        if labels is not None:
-            inputs += (labels,)
+        inputs = objective_inputs(x, labels, indices, beta)
         key = tuple(t.shape for t in inputs)
         traced = self._traced.get(key)
         if traced is None:
