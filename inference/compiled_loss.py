@@ -106,10 +106,8 @@ class CompiledModule:
 class CompiledLoss:
     """``loss(x, labels, indices, beta)``: the objective's differentiable loss, compiled.
 
-    Args:
-        elbo: A Pyro ELBO object (``differentiable_loss(model, guide, *args, **kwargs)``).
-        program: Module with ``model`` and ``guide`` in the VAE calling convention.
-        num_data: Size of the data set the data plate scales to.
+    Takes the arguments of :class:`~.traced_loss.TracedLoss` (``elbo``, ``program``,
+    ``num_data``) and is called the same way.
     """
 
     def __init__(self, elbo, program: nn.Module, num_data: int) -> None:
