@@ -35,7 +35,12 @@ from torch.func import functional_call
 
 from pyro_vae.errors import ConfigError
 
-from .traced_loss import Objective, objective_inputs, pyro_scalars_kept_as_tensors
+from .traced_loss import (
+    Objective,
+    first_line,
+    objective_inputs,
+    pyro_scalars_kept_as_tensors,
+)
 
 #: Inductor settings: draw through torch's random ops, so compiled draws equal eager ones.
 INDUCTOR_OPTIONS = {"fallback_random": True}
@@ -72,7 +77,7 @@ class CompiledModule:
         try:  # Inductor compiles on the first call
             result = compiled(*self._state, *inputs)
         except RuntimeError as err:
-            raise ConfigError(f"this model cannot be compiled: {_first_line(err)}") from None
+            raise ConfigError(f"this model cannot be compiled: {first_line(err)}") from None
         self._compiled[key] = compiled
         return result
 
@@ -98,7 +103,7 @@ class CompiledModule:
                     graph = make_fx(run)(*self._state, *inputs)
             except (RuntimeError, TypeError) as err:
                 raise ConfigError(
-                    f"this model cannot be captured for compile=True: {_first_line(err)}"
+                    f"this model cannot be captured for compile=True: {first_line(err)}"
                 ) from None
         return torch.compile(graph, dynamic=False, options=INDUCTOR_OPTIONS)
 
@@ -121,8 +126,3 @@ class CompiledLoss:
         beta: float,
     ) -> torch.Tensor:
         return self._compiled(*objective_inputs(x, labels, indices, beta))
-
-
-def _first_line(err: BaseException) -> Any:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -149,5 +149,12 @@ def trace_module(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Callabl
         try:
             return torch.jit.trace(module, inputs, check_trace=False)
         except (RuntimeError, TypeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err)
-            raise ConfigError(f"this model cannot be traced for jit=True: {first}") from None
+            raise ConfigError(
+                f"this model cannot be traced for jit=True: {first_line(err)}"
+            ) from None
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (its type's name when the message is empty)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
