@@ -71,12 +71,20 @@ CONFIGS: dict[str, tuple[dict[str, Any], float | None]] = {
 #: Per-image estimates that ``score`` keeps, block by block (fields of ``Evaluation``).
 PER_IMAGE = ("log_likelihood", "elbo", "kl")
 
+#: ``--loss`` name -> how the SVI loss and the scoring run (TrainConfig / evaluate keywords).
+#: All three make the same draws, so a run may switch between them when it continues.
+LOSSES: dict[str, dict[str, bool]] = {
+    "eager": {"jit": False, "compile": False},
+    "jit": {"jit": True, "compile": False},
+    "compile": {"jit": False, "compile": True},
+}
+
 #: Best published number (Exemplar VAE); our best configuration should be below it.
 EXEMPLAR_VAE = 226.75
 
 
 def train_config(
-    dataset: str, name: str, epochs: int, device: str, seed: int, jit: bool
+    dataset: str, name: str, epochs: int, device: str, seed: int, loss: str
 ) -> TrainConfig:
     """The configuration ``name`` in the published setting."""
     changes, _ = CONFIGS[name]
@@ -85,7 +93,7 @@ def train_config(
         epochs=epochs,
         device=device,
         seed=seed,
-        jit=jit,
+        **LOSSES[loss],
         **PUBLISHED_SETTING,
         **changes,
     )
@@ -96,9 +104,9 @@ def run_config(dataset: str, name: str, out: Path, args: argparse.Namespace) -> 
     folder = out / name
     resume = (folder / "checkpoint.pt").exists()
     if resume:
-        config = resume_config(folder, epochs=args.epochs, device=args.device, jit=args.jit)
+        config = resume_config(folder, epochs=args.epochs, device=args.device, **LOSSES[args.loss])
     else:
-        config = train_config(dataset, name, args.epochs, args.device, args.seed, args.jit)
+        config = train_config(dataset, name, args.epochs, args.device, args.seed, args.loss)
     done = (
         len(load_checkpoint(latest_checkpoint(folder))["fit"]["history"]["losses"]) if resume else 0
     )
@@ -150,7 +158,9 @@ def score(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         labels = None if run.test_y is None else run.test_y[rows]
         torch.manual_seed(args.seed + first)
         start = time.perf_counter()
-        result = evaluate(run.vae, run.test_x[rows], labels, num_samples=args.samples, jit=args.jit)
+        result = evaluate(
+            run.vae, run.test_x[rows], labels, num_samples=args.samples, **LOSSES[args.loss]
+        )
         saved["seconds"] += time.perf_counter() - start
         for key in PER_IMAGE:
             saved[key] += getattr(result, key).tolist()
@@ -192,7 +202,9 @@ def peek(dataset: str, out: Path, images: int, args: argparse.Namespace) -> str:
         labels = None if run.test_y is None else run.test_y[rows]
         torch.manual_seed(args.seed)  # the same draws for every configuration
         start = time.perf_counter()
-        result = evaluate(run.vae, run.test_x[rows], labels, num_samples=args.samples, jit=args.jit)
+        result = evaluate(
+            run.vae, run.test_x[rows], labels, num_samples=args.samples, **LOSSES[args.loss]
+        )
         nll = -result.log_likelihood.cpu()
         first = next(iter(per_image.values()), nll)
         diff = nll - first
@@ -256,7 +268,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("bench-runs/quality"))
     parser.add_argument(
-        "--jit", action=argparse.BooleanOptionalAction, default=True, help="traced loss (faster)"
+        "--loss",
+        choices=list(LOSSES),
+        default="jit",
+        help="how the loss and the scoring run: eager Pyro, traced with TorchScript (default), "
+        "or compiled with torch.compile (faster steps, tens of seconds to compile per run)",
     )
     parser.add_argument(
         "--score-block",

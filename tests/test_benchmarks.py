@@ -137,10 +137,10 @@ def test_quality_scoring_stopped_part_way_continues_with_the_same_numbers(tmp_pa
     stopped["log_likelihood"] = [v - 0.5 for v in stopped["log_likelihood"]]
     (folder / "nll-K5-images.json").write_text(json.dumps(stopped))
     (folder / "nll-K5.json").unlink()
-    run_script("quality.py", *args)
+    run_script("quality.py", *args, "--loss", "eager")  # continued untraced: the same draws
     resumed = json.loads((folder / "nll-K5-images.json").read_text())
     assert resumed["log_likelihood"][:400] == stopped["log_likelihood"]  # not scored again
-    # the later blocks get the draws of an uninterrupted scoring
+    # the later blocks get the draws of an uninterrupted (traced) scoring
     assert resumed["log_likelihood"][400:] == pytest.approx(whole["log_likelihood"][400:], abs=1e-6)
     assert resumed["kl"] == pytest.approx(whole["kl"], abs=1e-6)
     (row,) = json.loads((tmp_path / "mnist5k" / "quality.json").read_text())
