@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pyro
 import torch
-from machine import describe, matmul_peak
+from machine import LOSSES, describe, matmul_peak
 from pyro_vae.inference import evaluate
 from pyro_vae.inference.estimators import MAX_ELEMENTS, chunk_shape
 from pyro_vae.models import build_vae
@@ -34,8 +34,6 @@ from torch.nn.functional import softplus
 from pyro_vae.data import load_dataset
 
 DATA_DIM, HIDDEN, LATENT = 784, 400, 20
-#: The ways of running pyro-vae's estimate, as ``evaluate`` keywords.
-VARIANTS = {"eager": {}, "jit": {"jit": True}, "compile": {"compile": True}}
 
 
 def sample_flops() -> float:
@@ -111,7 +109,7 @@ def measure(x: torch.Tensor, samples: int, max_elements: int, peak: float) -> di
     # run, so a compiled estimate finds its kernels in Inductor's disk cache (what it still
     # pays, capturing the program and loading the kernels, is inside the timed call)
     warm = x[: row["chunk"]["images"]]
-    for name, options in VARIANTS.items():
+    for name, options in LOSSES.items():
         if x.is_cuda:
             torch.cuda.reset_peak_memory_stats(x.device)
         before = peak_memory_bytes(x.device)
@@ -143,7 +141,7 @@ def measure(x: torch.Tensor, samples: int, max_elements: int, peak: float) -> di
     reference_nll(reference, warm, samples, max_elements)
     ref_seconds, _ = timed(lambda: reference_nll(reference, x, samples, max_elements))
     row["reference"] = {"seconds": ref_seconds, "share_of_peak": flops / ref_seconds / peak}
-    for name in VARIANTS:
+    for name in LOSSES:
         row[name]["ratio_time_over_reference"] = row[name]["seconds"] / ref_seconds
     return row
 
@@ -174,7 +172,7 @@ def main() -> None:
     )
     print("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        for name in VARIANTS:
+        for name in LOSSES:
             m = r[name]
             print(
                 f"| {r['images']} | {r['samples_per_image']} "

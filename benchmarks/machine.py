@@ -1,4 +1,7 @@
-"""What every benchmark records: the machine, the versions, the matmul peak; and the JSON file."""
+"""What every benchmark records: the machine, the versions, the matmul peak; and the JSON file.
+
+Also the ways of running pyro-vae's loss and estimate that the benchmarks compare.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,14 @@ from typing import Any
 import pyro
 import torch
 from pyro.distributions.util import is_validation_enabled
+
+#: The ways of running pyro-vae's loss (``SVIConfig`` / ``TrainConfig``) and its estimate
+#: (``evaluate``), as keywords. All three make the same draws, so a resumed run may switch.
+LOSSES: dict[str, dict[str, bool]] = {
+    "eager": {"jit": False, "compile": False},
+    "jit": {"jit": True, "compile": False},
+    "compile": {"jit": False, "compile": True},
+}
 
 
 def describe(device: torch.device) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from machine import LOSSES
 from pyro_vae.inference import evaluate
 
 from pyro_vae.checkpoint import latest_checkpoint, load_checkpoint, write_json, write_text
@@ -70,14 +71,6 @@ CONFIGS: dict[str, tuple[dict[str, Any], float | None]] = {
 }
 #: Per-image estimates that ``score`` keeps, block by block (fields of ``Evaluation``).
 PER_IMAGE = ("log_likelihood", "elbo", "kl")
-
-#: ``--loss`` name -> how the SVI loss and the scoring run (TrainConfig / evaluate keywords).
-#: All three make the same draws, so a run may switch between them when it continues.
-LOSSES: dict[str, dict[str, bool]] = {
-    "eager": {"jit": False, "compile": False},
-    "jit": {"jit": True, "compile": False},
-    "compile": {"jit": False, "compile": True},
-}
 
 #: Best published number (Exemplar VAE); our best configuration should be below it.
 EXEMPLAR_VAE = 226.75

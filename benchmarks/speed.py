@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pyro
 import torch
-from machine import describe, matmul_peak
+from machine import LOSSES, describe, matmul_peak
 from pyro_vae.inference import SVIConfig, fit
 from pyro_vae.models import build_vae
 from torch import nn
@@ -31,8 +31,6 @@ from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 from pyro_vae.data import load_dataset
 
 DATA_DIM, HIDDEN, LATENT = 784, 400, 20
-#: The ways of running pyro-vae's loss, as SVIConfig settings.
-LOSSES = {"eager": {}, "jit": {"jit": True}, "compile": {"compile": True}}
 
 
 class ReferenceVAE(nn.Module):
