@@ -265,7 +265,7 @@ def main() -> int:
         choices=list(LOSSES),
         default="jit",
         help="how the loss and the scoring run: eager Pyro, traced with TorchScript (default), "
-        "or compiled with torch.compile (faster steps, tens of seconds to compile per run)",
+        "or compiled with torch.compile (tens of seconds to compile per run)",
     )
     parser.add_argument(
         "--score-block",
