@@ -5,8 +5,9 @@
 measured by the same estimators. The methods answer "why not just maximise p(X|W)?":
 
 ========================  =====================================================================
-``vae``                   amortized VI (encoder guide, any objective); decoder weights MLE
-                          (plain parameters, weight prior ``flat``) or MAP (``AutoDelta`` over
+``vae``                   amortized VI (encoder guide, any objective); decoder weights a point
+                          estimate maximising the ELBO (variational EM: plain parameters under
+                          weight prior ``flat``), or the ELBO plus log p(w) (``AutoDelta`` over
                           the weight sites under a weight prior, in an ``AutoGuideList``)
 ``iwae``                  the same with the importance-weighted bound, K particles
 ``mle-pairs``             one point z_i per x_i and the weights, all by ``AutoDelta`` under flat
@@ -33,8 +34,9 @@ from typing import Any
 
 import pyro
 import torch
-from pyro_vae.models import VAE, WEIGHT_PRIORS, ModelSpec, local_params
+from pyro_vae.models import VAE, WEIGHT_PRIORS, ModelSpec, Prior, local_params
 from pyro_vae.models.priors import FlatPrior
+from pyro_vae.models.weight_priors import check_point_estimate
 
 from pyro_vae.errors import ConfigError
 from pyro_vae.registry import Registry
@@ -84,6 +86,10 @@ class Problem:
     @property
     def num_classes(self) -> int | None:
         return None if self.labels is None else int(self.labels.max()) + 1
+
+    def latent_prior(self) -> Prior:
+        """The model's latent prior p(z), built to read its declared capabilities."""
+        return self.build(None).prior
 
     def build(self, weight_prior: str | None, *, flat_latent: bool = False) -> VAE:
         """The shared model, seeded, on the data's device, with ``weight_prior`` attached."""
@@ -200,10 +206,6 @@ def fit_proposal(vae: VAE, problem: Problem) -> FitResult:
             p.requires_grad_(state)
 
 
-#: Latent priors without learnable parameters (``mle-prior-mc`` draws z from the prior).
-FIXED_PRIORS = ("standard-normal", "laplace", "student-t")
-
-
 def _weight_prior(problem: Problem, default: str) -> str:
     return problem.weight_prior or default
 
@@ -222,10 +224,23 @@ def _point_estimate_svi(problem: Problem, method: str) -> SVIConfig:
 
 
 def _refuse_encoder_prior(problem: Problem, method: str) -> None:
-    if problem.model.prior == "vamp":
+    if problem.latent_prior().uses_encoder:
         raise ConfigError(
-            f"{method} has no encoder while fitting, and the vamp prior is built from one; "
-            "choose another prior"
+            f"{method} has no encoder while fitting, and the {problem.model.prior} prior is "
+            "built from one; choose another prior"
+        )
+
+
+def _refuse_kl_weight(problem: Problem, method: str, why: str) -> None:
+    if problem.svi.beta != 1.0 or problem.svi.warmup_epochs:
+        raise ConfigError(f"{method} {why}: beta and warm-up do not apply")
+
+
+def _refuse_learnable_prior(problem: Problem, method: str, why: str) -> None:
+    if problem.latent_prior().learnable:
+        raise ConfigError(
+            f"{method} {why}, so the learnable {problem.model.prior} prior cannot be fitted "
+            "with it; choose a fixed prior (standard-normal, laplace, student-t)"
         )
 
 
@@ -259,6 +274,12 @@ def amortized_vi(objective: str | None = None, particles: int | None = None) -> 
             num_particles=particles or problem.svi.num_particles,
         )
 
+    def check(problem: Problem) -> None:
+        svi_of(problem)
+        weight_prior = _weight_prior(problem, "flat")
+        if weight_prior != "flat":
+            check_point_estimate(weight_prior, "the vae and iwae decoders are point estimates")
+
     def run(problem: Problem, reference: MethodResult | None) -> MethodResult:
         start = time.perf_counter()
         svi = svi_of(problem)
@@ -266,11 +287,17 @@ def amortized_vi(objective: str | None = None, particles: int | None = None) -> 
         notes = []
         if weight_prior == "flat":
             vae = program = problem.build(None)
-            notes.append("decoder weights: maximum likelihood (plain parameters)")
+            notes.append(
+                "decoder weights: plain parameters maximising the ELBO with the encoder "
+                "(variational EM, not maximum likelihood)"
+            )
         else:
             vae = problem.build(weight_prior)
             program = PointWeights(vae)
-            notes.append(f"decoder weights: MAP under the {weight_prior} weight prior")
+            notes.append(
+                f"decoder weights: point estimate maximising the ELBO plus the log "
+                f"{weight_prior} weight prior"
+            )
         history = _fit(program, problem, svi)
         return MethodResult(
             "vae" if svi.objective != "iwae" else "iwae",
@@ -282,7 +309,7 @@ def amortized_vi(objective: str | None = None, particles: int | None = None) -> 
             program=program,
         )
 
-    return Runner("iwae" if objective == "iwae" else "vae", run, svi_of)
+    return Runner("iwae" if objective == "iwae" else "vae", run, check)
 
 
 @METHODS.register("iwae")
@@ -296,12 +323,20 @@ def _pairs(name: str, flat_latent: bool, default_weight_prior: str) -> Runner:
     def check(problem: Problem) -> None:
         _point_estimate_svi(problem, name)
         _refuse_encoder_prior(problem, name)
+        _refuse_kl_weight(problem, name, "is a joint point estimate of z and the weights")
         weight_prior = _weight_prior(problem, default_weight_prior)
         if flat_latent and weight_prior != "flat":
             raise ConfigError(
                 f"{name} is maximum likelihood: its weight prior is flat, not {weight_prior!r}; "
                 "use map-pairs for a weight prior"
             )
+        check_point_estimate(weight_prior, f"{name} is a point estimate")
+        why = (
+            "puts a flat prior on z"
+            if flat_latent
+            else "has no maximum under a learned prior (it can collapse onto one z_i)"
+        )
+        _refuse_learnable_prior(problem, name, why)
 
     def run(problem: Problem, reference: MethodResult | None) -> MethodResult:
         start = time.perf_counter()
@@ -340,18 +375,13 @@ def mle_prior_mc(particles: int = 10) -> Runner:
         _refuse_encoder_prior(problem, name)
         if _weight_prior(problem, "flat") != "flat":
             raise ConfigError(f"{name} is maximum likelihood: its weight prior must be flat")
-        if problem.svi.beta != 1.0 or problem.svi.warmup_epochs:
-            raise ConfigError(f"{name} has no KL term: beta and warm-up do not apply")
+        _refuse_kl_weight(problem, name, "has no KL term")
         if problem.svi.num_particles != 1:
             raise ConfigError(
                 f"{name} sets its own number of prior draws: use its particles option, "
                 f"not particles={problem.svi.num_particles}"
             )
-        if problem.model.prior not in FIXED_PRIORS:
-            raise ConfigError(
-                f"{name} draws z from the prior, so it needs a fixed one "
-                f"({', '.join(FIXED_PRIORS)}), not {problem.model.prior!r}"
-            )
+        _refuse_learnable_prior(problem, name, "draws z from the prior and never fits it")
 
     def run(problem: Problem, reference: MethodResult | None) -> MethodResult:
         start = time.perf_counter()

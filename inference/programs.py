@@ -5,7 +5,8 @@ so :func:`~pyro_vae.inference.fit` and every objective run it unchanged, and
 ``point_weights()`` gives the decoder weights to evaluate it with:
 
 - :class:`PointWeights`: amortized encoder guide, plus ``AutoDelta`` over the decoder's weight
-  sites (MAP under the weight prior, MLE under a flat one), combined in an ``AutoGuideList``;
+  sites (maximising the ELBO plus log p(w); under a flat prior the ELBO alone), combined in
+  an ``AutoGuideList``;
 - :class:`BayesianDecoder`: the encoder guide plus a mean-field Normal (``AutoNormal``) over the
   weight sites: Kingma & Welling's "full VB";
 - :class:`PointLatents`: ``AutoDelta`` over every z_i and the weights: one point latent paired

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from pyro_vae.data import BINARIZATIONS
 from pyro_vae.errors import ConfigError, DataError, TrainingDiverged, TrainingInterrupted
-from pyro_vae.validate import nonnegative_float, nonnegative_int, positive_float, positive_int
+from pyro_vae.validate import nonnegative_int, positive_float, positive_int
 
 from . import rng_state
 from .compiled_loss import CompiledLoss
@@ -55,7 +55,8 @@ class SVIConfig:
         lr: Learning rate.
         batch_size: Minibatch size; the data plate scales each minibatch by N / batch.
         epochs: Passes over the training data.
-        beta: Final weight of the KL term (1 is the ELBO).
+        beta: Final weight of the KL term, positive (1 is the ELBO). With beta = 0 the latent
+            site would carry no density at all and the fit would no longer be a VAE.
         warmup_epochs: Epochs over which the KL weight rises linearly from 0 to ``beta``.
         clip_grad_norm: Clip the gradients' total norm to this before each step (``None``:
             no clipping).
@@ -91,7 +92,7 @@ class SVIConfig:
         for name in ("num_particles", "batch_size", "epochs"):
             positive_int(name, getattr(self, name))
         positive_float("lr", self.lr)
-        nonnegative_float("beta", self.beta)
+        positive_float("beta", self.beta)
         nonnegative_int("warmup_epochs", self.warmup_epochs)
         if self.clip_grad_norm is not None:
             positive_float("clip_grad_norm", self.clip_grad_norm)

@@ -50,10 +50,17 @@ class Prior(PyroModule):
     analytic_kl = False
     #: Whether the prior conditions on labels (then sampling needs them too).
     needs_labels = False
+    #: Whether the prior is built from the VAE's encoder (then a method needs one to fit it).
+    uses_encoder = False
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
         self.latent_dim = latent_dim
+
+    @property
+    def learnable(self) -> bool:
+        """Whether p(z) has parameters of its own that a fit changes."""
+        return any(True for _ in self.parameters())
 
     def forward(
         self, batch_size: int, labels: torch.Tensor | None = None
@@ -157,6 +164,7 @@ class VampPrior(Prior):
     """
 
     name = "vamp"
+    uses_encoder = True
 
     def __init__(
         self, latent_dim: int, context: PriorContext | None = None, components: int = 50
@@ -169,8 +177,8 @@ class VampPrior(Prior):
             raise ConfigError(
                 f"vamp components ({components}) exceed the {len(context.data)} training datapoints"
             )
-        gen = torch.Generator().manual_seed(0)
-        pick = torch.randperm(len(context.data), generator=gen)[:components]
+        # drawn from torch's global generator, which the run's seed sets
+        pick = torch.randperm(len(context.data))[:components]
         self.pseudo_inputs = nn.Parameter(context.data[pick].detach().clone().float())
         self.encoder = context.encoder
 
@@ -264,6 +272,7 @@ class FlatPrior(Prior):
         super().__init__(base.latent_dim)
         self.base = base
         self.needs_labels = base.needs_labels
+        self.uses_encoder = base.uses_encoder
 
     def forward(self, batch_size: int, labels: torch.Tensor | None = None):
         return self.base(batch_size, labels).mask(False)

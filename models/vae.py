@@ -64,7 +64,8 @@ class VAE(PyroModule):
         weight_prior: Optional prior on the decoder's weights, e.g.
             ``WEIGHT_PRIORS["normal"](scale=1.0)``. Every decoder tensor then becomes a global
             sample site (named in :attr:`weight_sites`), drawn once per model call outside the
-            data plate; without one the weights are plain parameters (maximum likelihood).
+            data plate; without one the weights are plain parameters (fitted with the ELBO, a
+            point estimate by variational EM).
 
     Both programs take the same arguments:
 

@@ -9,8 +9,10 @@ the same model (DESIGN.md trap 5):
 - ``normal``: ``Normal(0, scale)``; its MAP estimate is the optimum of the likelihood with the
   L2 penalty ``||w||^2 / (2 scale^2)`` (weight decay);
 - ``laplace``: ``Laplace(0, scale)``; MAP is an L1 penalty ``|w| / scale``;
-- ``hierarchical``: ``Normal(0, s_l)`` with one learned scale ``s_l`` per layer (empirical
-  Bayes: the scales are fitted with the rest).
+- ``hierarchical``: ``Normal(0, s_l)`` with one learned scale ``s_l`` per layer. Only for
+  methods that integrate the weights (``bayes-decoder``): a joint point estimate of w and s_l
+  has no maximum, since log N(w; 0, s^2) grows without bound as w -> 0 and s -> 0 together.
+  Integrating w out and fitting s_l is empirical Bayes; maximising over both is not.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pyro.nn import PyroModule, PyroParam, PyroSample
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
+from pyro_vae.errors import ConfigError
 from pyro_vae.registry import Registry
 from pyro_vae.validate import positive_float
 
@@ -33,6 +36,9 @@ class WeightPrior(PyroModule):
     #: Whether the prior is a proper density (a ``flat`` one only makes sense for point
     #: estimates).
     proper = True
+    #: Whether a joint point estimate of the weights and the prior's own parameters has a
+    #: maximum (it has none when the prior's scale is learned along with the weights).
+    bounded_point_estimate = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -119,6 +125,7 @@ class HierarchicalWeightPrior(WeightPrior):
     """w_l ~ Normal(0, s_l) with one learned scale per tensor, started at ``init_scale``."""
 
     name = "hierarchical"
+    bounded_point_estimate = False
 
     def __init__(self, init_scale: float = 1.0) -> None:
         super().__init__()
@@ -137,3 +144,13 @@ class HierarchicalWeightPrior(WeightPrior):
 WEIGHT_PRIORS: Registry[type[WeightPrior]] = Registry("weight prior")
 for _cls in (FlatWeightPrior, NormalWeightPrior, LaplaceWeightPrior, HierarchicalWeightPrior):
     WEIGHT_PRIORS[_cls.name] = _cls
+
+
+def check_point_estimate(name: str, where: str) -> None:
+    """Refuse the weight prior ``name`` where the weights are a point estimate (``where``)."""
+    if not WEIGHT_PRIORS[name].bounded_point_estimate:
+        raise ConfigError(
+            f"the {name} weight prior has no maximum under a point estimate of the weights "
+            f"({where}): its learned scale and the weights shrink to 0 together; "
+            "use it with bayes-decoder, or choose a fixed-scale prior (normal, laplace)"
+        )

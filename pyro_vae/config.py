@@ -9,6 +9,7 @@ import torch
 
 from pyro_vae.inference import OBJECTIVES, SVIConfig
 from pyro_vae.models import LAYERS, LIKELIHOODS, PRIORS, WEIGHT_PRIORS, ModelSpec
+from pyro_vae.models.weight_priors import check_point_estimate
 
 from .data import BINARIZATIONS, DATASETS
 from .errors import ConfigError
@@ -60,7 +61,8 @@ class TrainConfig:
         "flat",
         "prior on decoder weights: "
         + ", ".join(sorted(WEIGHT_PRIORS))
-        + " (flat = maximum likelihood; others give the MAP decoder)",
+        + " (flat: the decoder maximises the ELBO; normal, laplace: the ELBO plus log p(w); "
+        "hierarchical only for compare's bayes-decoder)",
     )
     weight_prior_options: dict[str, Any] = field(
         default_factory=dict,
@@ -75,7 +77,7 @@ class TrainConfig:
     lr: float = option(1e-3, "learning rate")
     batch_size: int = option(100, "minibatch size")
     epochs: int = option(40, "passes over the training data")
-    beta: float = option(1.0, "weight of the KL term (1 = the ELBO)")
+    beta: float = option(1.0, "weight of the KL term, positive (1 = the ELBO)")
     warmup_epochs: int = option(0, "epochs of linear KL warm-up from 0 to beta")
     clip_grad_norm: float = option(0.0, "clip the gradients' total norm to this (0 = off)")
     on_divergence: str = option(
@@ -110,7 +112,8 @@ class TrainConfig:
         LAYERS[self.layer]
         LIKELIHOODS[self.likelihood]
         PRIORS[self.prior]
-        WEIGHT_PRIORS[self.weight_prior]
+        if self.weight_prior != "flat":
+            check_point_estimate(self.weight_prior, "train fits a point-estimate decoder")
         for name in ("prior_options", "likelihood_options", "weight_prior_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"{name} must be a dict, not {getattr(self, name)!r}")

@@ -27,8 +27,9 @@ def build_program(
     """The VAE ``config`` describes, and the program SVI fits.
 
     With a weight prior other than ``flat`` the decoder weights are global sites and the
-    program is :class:`~pyro_vae.inference.programs.PointWeights` (MAP decoder); otherwise it
-    is the VAE itself (maximum-likelihood decoder).
+    program is :class:`~pyro_vae.inference.programs.PointWeights` (a point decoder maximising
+    the ELBO plus log p(w)); otherwise it is the VAE itself (a point decoder maximising the
+    ELBO: variational EM, not maximum likelihood).
     """
     vae = config.model_spec().build(
         train_x,

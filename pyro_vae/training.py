@@ -277,7 +277,9 @@ def train(
         "weight_prior": {
             "name": config.weight_prior,
             "options": config.weight_prior_options,
-            "decoder_estimate": "MLE" if config.weight_prior == "flat" else "MAP",
+            "decoder_estimate": "max ELBO (variational EM)"
+            if config.weight_prior == "flat"
+            else "max ELBO + log p(w)",
         },
         "prior": {
             "name": config.prior,

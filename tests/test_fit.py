@@ -114,7 +114,8 @@ def test_chunks_keep_all_draws_of_few_datapoints_together(
         ({"batch_size": -5}, "batch_size must be a positive integer"),
         ({"epochs": 2.5}, "epochs must be a positive integer"),
         ({"num_particles": 0}, "num_particles"),
-        ({"beta": -1.0}, "beta must be a non-negative"),
+        ({"beta": -1.0}, "beta must be a positive"),
+        ({"beta": 0.0}, "beta must be a positive"),
         ({"warmup_epochs": -1}, "warmup_epochs"),
     ],
 )

@@ -16,6 +16,7 @@ from pyro_vae.inference import SVIConfig, evaluate
 from pyro_vae.inference.methods import METHODS, ModelSpec, Problem
 from pyro_vae.inference.nuts import nuts_latent
 from pyro_vae.inference.programs import BayesianDecoder
+from pyro_vae.models import PRIORS
 
 from pyro_vae.data import load_dataset
 from pyro_vae.errors import ConfigError, UnknownNameError
@@ -128,9 +129,14 @@ def test_nuts_matches_the_exact_ppca_posterior(ppca):
         ("map-pairs", {}, {"svi": SVIConfig(num_particles=5)}, "particles .*make no sense"),
         ("mle-pairs", {}, {"weight_prior": "normal"}, "its weight prior is flat"),
         ("bayes-decoder", {}, {"weight_prior": "flat"}, "proper weight prior"),
-        ("mle-prior-mc", {}, {"model": ModelSpec(prior="mog")}, "needs a fixed one"),
+        ("mle-prior-mc", {}, {"model": ModelSpec(prior="mog")}, "never fits it"),
         ("mle-prior-mc", {}, {"svi": SVIConfig(beta=0.5)}, "beta and warm-up do not apply"),
         ("map-pairs", {}, {"model": ModelSpec(prior="vamp")}, "vamp prior is built from"),
+        ("map-pairs", {}, {"svi": SVIConfig(beta=0.5)}, "beta and warm-up do not apply"),
+        ("mle-pairs", {}, {"svi": SVIConfig(warmup_epochs=1)}, "beta and warm-up do not apply"),
+        ("map-pairs", {}, {"weight_prior": "hierarchical"}, "no maximum under a point"),
+        ("vae", {}, {"weight_prior": "hierarchical"}, "no maximum under a point"),
+        ("iwae", {}, {"weight_prior": "hierarchical"}, "no maximum under a point"),
         ("iwae", {"particles": 0}, {}, "particles must be a positive integer"),
         ("nuts-latent", {"chains": 1}, {}, "at least 2 chains"),
     ],
@@ -145,3 +151,28 @@ def test_unknown_method_and_option_list_the_valid_ones():
         METHODS.build("map")
     with pytest.raises(ConfigError, match="'map-pairs' does not take particles; it takes: no"):
         METHODS.build("map-pairs", particles=3)
+
+
+#: Latent priors with parameters a fit changes (class-conditional learns its means by default).
+LEARNABLE_PRIORS = {"normal", "mog", "vamp", "class-conditional", "flow"}
+
+
+@pytest.mark.parametrize("prior", sorted(PRIORS))
+def test_pairs_methods_refuse_every_learnable_prior(prior):
+    # A joint MAP of z_i and a learned prior has no maximum (a component or the density can
+    # collapse onto one z_i); under mle-pairs' flat latent prior it would never be fitted.
+    problem = binary_problem(
+        model=ModelSpec(latent_dim=2, hidden=(8,), prior=prior), labels=torch.arange(60) % 3
+    )
+    for method in ("map-pairs", "mle-pairs"):
+        runner = METHODS.build(method)
+        if prior in LEARNABLE_PRIORS:
+            with pytest.raises(ConfigError, match=f"{prior} prior"):
+                runner.check(problem)
+        else:
+            runner.check(problem)
+
+
+def test_bayes_decoder_keeps_the_hierarchical_weight_prior():
+    # Integrating the weights by VI and fitting their scales is empirical Bayes: allowed.
+    METHODS.build("bayes-decoder").check(binary_problem(weight_prior="hierarchical"))

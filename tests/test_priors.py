@@ -8,6 +8,7 @@ import pytest
 import torch
 from common import SMALL_PRIOR_OPTIONS, TINY, build_prior, prior_context
 from pyro_vae.inference import OBJECTIVES, SVIConfig, fit
+from pyro_vae.inference.methods import ModelSpec, Problem
 from pyro_vae.models import PRIORS, build_vae
 from torch.distributions import kl_divergence
 
@@ -92,6 +93,22 @@ def test_vamp_prior_is_the_mixture_of_encoder_posteriors_at_the_pseudo_inputs():
         parts = dist.Normal(loc, scale).to_event(1).log_prob(z[:, None, :])  # (7, 5)
         expected = torch.logsumexp(parts, dim=1) - math.log(5)
         assert torch.allclose(prior(7).log_prob(z), expected, atol=1e-5)
+
+
+def test_vamp_pseudo_inputs_follow_the_run_seed():
+    # The initial pseudo-inputs are training images picked with the run's seed, so seeds in
+    # compare differ in them too; the same seed picks the same images.
+    x = torch.arange(40.0)[:, None].repeat(1, 6) / 40
+
+    def picked(seed):
+        model = ModelSpec(latent_dim=2, hidden=(8,), prior="vamp", prior_options={"components": 10})
+        problem = Problem(x, model=model, seed=seed)
+        inputs = problem.build(None).prior.pseudo_inputs.detach()
+        return sorted((inputs[:, 0] * 40).round().long().tolist())
+
+    assert picked(0) == picked(0)
+    assert picked(0) != picked(1)
+    assert len(set(picked(1))) == 10  # ten distinct training images
 
 
 def test_class_conditional_samples_separate_by_class():

@@ -86,7 +86,7 @@ def test_train_config_sizes(field, value):
 
 @given(st.sampled_from(["lr", "beta", "clip_grad_norm"]), ANYTHING)
 def test_train_config_rates(field, value):
-    allowed = is_finite_number(value) and (value > 0 if field == "lr" else value >= 0)
+    allowed = is_finite_number(value) and (value >= 0 if field == "clip_grad_norm" else value > 0)
     if allowed:
         TrainConfig(**{field: value})
     else:
