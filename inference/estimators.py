@@ -10,6 +10,13 @@ once (:func:`~pyro_vae.inference.traced_loss.trace_module`) and Pyro's per-chunk
 bookkeeping disappears, which pays with many chunks. With ``compile=True`` each chunk shape is
 captured and compiled instead (:class:`~pyro_vae.inference.compiled_loss.CompiledModule`), which
 also fuses the per-pixel log-density work; the draws are the same as eager ones.
+
+Under a prior that conditions on labels (``prior.needs_labels``, e.g. the class-conditional
+prior), log p(x) is the marginal ``log sum_y p(y) p(x|y)`` with p(y) uniform over the prior's
+``num_classes``: every chunk is run once per class on the same draws (the guide does not read
+labels), which is importance sampling with the mixture prior ``sum_y p(y) p(z|y)``. Every
+number named ELBO, log-likelihood or KL is then marginal; ``log p(x | y)`` at the given labels
+is reported beside it as ``log_likelihood_given_label``.
 """
 
 from __future__ import annotations
@@ -45,7 +52,14 @@ class Evaluation(NamedTuple):
     - ``reconstruction``: mean of log p(x|z) under q;
     - ``kl``: Monte Carlo KL(q(z|x) || p(z)) = reconstruction - elbo;
     - ``log_weights``: with ``keep_log_weights=True``, every log p(x, z_k) - log q(z_k|x),
-      ``(num_data, K)`` (the raw material of PSIS / Pareto k-hat); otherwise ``None``.
+      ``(num_data, K)`` (the raw material of PSIS / Pareto k-hat); otherwise ``None``;
+    - ``log_likelihood_given_label``: under a label-conditioned prior with labels given, the
+      importance-sampled log p(x | y) at each datapoint's label; otherwise ``None``;
+    - ``label_classes``: the number of classes the labels were marginalised over (uniform
+      p(y)), or ``None``.
+
+    Under a label-conditioned prior ``elbo``, ``log_likelihood``, ``kl`` and ``log_weights``
+    are those of the marginal model with p(z) = sum_y p(y) p(z|y).
     """
 
     elbo: torch.Tensor
@@ -54,10 +68,12 @@ class Evaluation(NamedTuple):
     kl: torch.Tensor
     num_samples: int
     log_weights: torch.Tensor | None = None
+    log_likelihood_given_label: torch.Tensor | None = None
+    label_classes: int | None = None
 
     def summary(self) -> dict[str, float]:
         """Means over datapoints, and the IS negative log-likelihood, as plain floats."""
-        return {
+        summary = {
             "elbo": self.elbo.mean().item(),
             "log_likelihood": self.log_likelihood.mean().item(),
             "nll": -self.log_likelihood.mean().item(),
@@ -65,6 +81,11 @@ class Evaluation(NamedTuple):
             "kl": self.kl.mean().item(),
             "num_samples": self.num_samples,
         }
+        if self.label_classes is not None:
+            summary["label_classes"] = self.label_classes
+        if self.log_likelihood_given_label is not None:
+            summary["log_likelihood_given_label"] = self.log_likelihood_given_label.mean().item()
+        return summary
 
 
 def _site_log_prob(site: dict, shape: torch.Size) -> torch.Tensor:
@@ -140,6 +161,66 @@ def chunk_shape(
     return batch_size, particles
 
 
+def label_classes(program: Program) -> int | None:
+    """The number of classes the program's prior conditions on, or ``None`` if it reads no
+    labels."""
+    prior = getattr(program, "prior", None)
+    if prior is None or not getattr(prior, "needs_labels", False):
+        return None
+    return int(prior.num_classes)
+
+
+def _terms_function(
+    program: Program, jit: bool, compile: bool
+) -> Callable[[torch.Tensor, torch.Tensor | None, int], tuple[torch.Tensor, torch.Tensor]]:
+    """``terms(x, labels, k)``: eager, or traced / compiled once per shape."""
+    traced: dict[tuple, Callable] = {}
+    compiled: dict[int, CompiledModule] = {}
+
+    def terms(xb: torch.Tensor, yb: torch.Tensor | None, k: int):
+        inputs = (xb,) if yb is None else (xb, yb)
+        if jit:
+            key = (k, *(t.shape for t in inputs))
+            if key not in traced:
+                traced[key] = trace_module(_LogWeightTerms(program, k), inputs)
+            return traced[key](*inputs)
+        if compile:
+            if k not in compiled:
+                compiled[k] = CompiledModule(_LogWeightTerms(program, k))
+            return compiled[k](*inputs)
+        return _log_weight_terms(program, xb, yb, k)
+
+    return terms
+
+
+def _rng_state(device: torch.device) -> tuple:
+    cpu = torch.get_rng_state()
+    return (cpu, torch.cuda.get_rng_state(device)) if device.type == "cuda" else (cpu, None)
+
+
+def _set_rng_state(state: tuple, device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def _marginal_terms(terms, xb, yb, k: int, classes: int):
+    """log p(x|z), log sum_y p(y) p(z|y) - log q(z|x), and the latter at the given labels
+    (``None`` without labels), from one pass per class on the same draws."""
+    state = _rng_state(xb.device)
+    latents = []
+    for c in range(classes):
+        _set_rng_state(state, xb.device)  # the same draws for every class
+        observed, latent = terms(xb, torch.full((xb.shape[0],), c, device=xb.device), k)
+        latents.append(latent)
+    stacked = torch.stack(latents)  # (classes, k, batch)
+    marginal = torch.logsumexp(stacked, dim=0) - math.log(classes)
+    given = None
+    if yb is not None:
+        given = stacked[yb, :, torch.arange(xb.shape[0], device=xb.device)].T
+    return observed, marginal, given
+
+
 def _chunks(
     program: Program,
     x: torch.Tensor,
@@ -149,31 +230,23 @@ def _chunks(
     max_elements: int,
     jit: bool,
     compile: bool,
-) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
-    """Yield ``(datapoint slice, log p(x|z), log p(z) - log q(z|x))`` chunk by chunk."""
+    classes: int | None,
+) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """Yield ``(datapoint slice, log p(x|z), log p(z) - log q(z|x), the same at the given
+    labels)`` chunk by chunk; the last is ``None`` unless the prior reads labels."""
     features = x.shape[1] if x.dim() > 1 else 1
     batch_size, per_chunk = chunk_shape(x.shape[0], features, num_samples, batch_size, max_elements)
-    traced: dict[tuple, Callable] = {}
-    compiled: dict[int, CompiledModule] = {}
+    terms = _terms_function(program, jit, compile)
     for start in range(0, x.shape[0], batch_size):
         rows = slice(start, min(start + batch_size, x.shape[0]))
         xb, yb = x[rows], None if labels is None else labels[rows]
-        inputs = (xb,) if yb is None else (xb, yb)
         done = 0
         while done < num_samples:
             k = min(per_chunk, num_samples - done)
-            if jit:
-                key = (k, *(t.shape for t in inputs))
-                if key not in traced:
-                    traced[key] = trace_module(_LogWeightTerms(program, k), inputs)
-                observed, latent = traced[key](*inputs)
-            elif compile:
-                if k not in compiled:
-                    compiled[k] = CompiledModule(_LogWeightTerms(program, k))
-                observed, latent = compiled[k](*inputs)
+            if classes is None:
+                yield rows, *terms(xb, yb, k), None
             else:
-                observed, latent = _log_weight_terms(program, xb, yb, k)
-            yield rows, observed, latent
+                yield rows, *_marginal_terms(terms, xb, yb, k, classes)
             done += k
 
 
@@ -197,6 +270,7 @@ def evaluate(
     keep_log_weights: bool = False,
     jit: bool = False,
     compile: bool = False,
+    marginalize_labels: bool = True,
 ) -> Evaluation:
     """ELBO, importance-sampled log p(x), reconstruction and KL for every datapoint.
 
@@ -214,17 +288,27 @@ def evaluate(
         compile: Capture and compile each chunk shape once (``torch.compile``): the same
             draws as an untraced run, with the per-pixel work fused; each shape first costs a
             compilation. Not together with ``jit``.
+        marginalize_labels: Under a label-conditioned prior, report the marginal over the
+            labels (see the module docstring); ``False`` conditions every number on the given
+            ``labels`` instead (then ``log_likelihood`` is log p(x | y)).
     """
     _check(num_samples, batch_size, jit, compile)
+    classes = label_classes(program) if marginalize_labels else None
     n = x.shape[0]
     lse = torch.full((n,), -math.inf, dtype=torch.float64, device=x.device)
     elbo = torch.zeros(n, dtype=torch.float64, device=x.device)
     recon = torch.zeros(n, dtype=torch.float64, device=x.device)
     kept = torch.empty(n, num_samples, dtype=x.dtype, device=x.device) if keep_log_weights else None
+    lse_given = None
     col = 0  # columns of ``kept`` filled for the current rows (their chunks come in a row)
-    for rows, observed, latent in _chunks(
-        program, x, labels, num_samples, batch_size, max_elements, jit, compile
+    for rows, observed, latent, given in _chunks(
+        program, x, labels, num_samples, batch_size, max_elements, jit, compile, classes
     ):
+        if given is not None:
+            if lse_given is None:
+                lse_given = torch.full_like(lse, -math.inf)
+            log_w_given = (observed + given).double()
+            lse_given[rows] = torch.logaddexp(lse_given[rows], torch.logsumexp(log_w_given, 0))
         log_w = observed + latent
         if kept is not None:
             col = 0 if col == num_samples else col
@@ -236,7 +320,17 @@ def evaluate(
         recon[rows] += observed.double().sum(0)
     elbo /= num_samples
     recon /= num_samples
-    return Evaluation(elbo, lse - math.log(num_samples), recon, recon - elbo, num_samples, kept)
+    given = None if lse_given is None else lse_given - math.log(num_samples)
+    return Evaluation(
+        elbo,
+        lse - math.log(num_samples),
+        recon,
+        recon - elbo,
+        num_samples,
+        kept,
+        given,
+        classes,
+    )
 
 
 def log_importance_weights(

@@ -213,6 +213,8 @@ class ClassConditionalPrior(Prior):
             raise DataError(
                 "the class-conditional prior needs labelled data; this data set has no labels"
             )
+        #: The labels 0 .. num_classes - 1 the prior has a mean for.
+        self.num_classes = int(context.num_classes)
         classes = torch.arange(context.num_classes)
         means = torch.zeros(context.num_classes, latent_dim)
         sign = 1.0 - 2.0 * ((classes // latent_dim) % 2)

@@ -197,6 +197,11 @@ def _row(result: MethodResult, prior: str, seed: int, train_x, train_y, test_x, 
             kl=summary["kl"],
             active_units=posterior_collapse(result.vae, test_x, test_y).active_units,
         )
+        if test.log_likelihood_given_label is not None:  # a prior that reads labels
+            row.update(
+                label_classes=test.label_classes,
+                test_nll_given_label=-test.log_likelihood_given_label.mean().item(),
+            )
         if with_khat:
             shares = pareto_diagnostics(test).khat_shares()
             row.update(khat_good=shares["good (< 0.5)"], khat_bad=shares["bad (> 0.7)"])
@@ -306,6 +311,14 @@ def _report(config: CompareConfig, rows, summary: dict[str, Any], pictures: list
         "## How each method was fitted and evaluated",
         "",
     ]
+    labelled = next((r for r in rows if "test_nll_given_label" in r), None)
+    if labelled is not None:
+        lines += [
+            f"- Under the {labelled['prior']} prior, test NLL is the marginal "
+            "−log Σ_y p(y) p(x | y), p(y) uniform over the "
+            f"{labelled['label_classes']} classes, comparable with the other priors; "
+            "−log p(x | y) at the true label is `test_nll_given_label` in results.csv.",
+        ]
     notes = dict.fromkeys((r["method"], r["notes"]) for r in rows)
     lines += [f"- **{method}**: {text}" for method, text in notes if text]
     nuts = [r for r in rows if r["method"] == "nuts-latent"]

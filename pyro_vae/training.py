@@ -96,6 +96,16 @@ def resume_config(out_dir: str | Path, **changes: Any) -> TrainConfig:
     return TrainConfig.from_dict({**saved, **changes})
 
 
+def _label_marginal(classes: int | None) -> dict[str, str]:
+    """What ``metrics.json`` says of log p(x) under a prior that reads labels."""
+    if classes is None:
+        return {}
+    return {
+        "log_likelihood": f"marginal log sum_y p(y) p(x|y), p(y) uniform over {classes} "
+        "classes; test.log_likelihood_given_label is log p(x|y) at the true label"
+    }
+
+
 def versions() -> dict[str, str]:
     """Versions of Python and the libraries a result depends on."""
     import torchvision
@@ -285,6 +295,7 @@ def train(
             "name": config.prior,
             "options": config.prior_options,
             "kl_estimator": kl_estimator,
+            **_label_marginal(test_eval.label_classes),
         },
         "seed": config.seed,
         "device": str(device),
