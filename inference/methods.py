@@ -256,8 +256,11 @@ def _with_proposal(
         proposal,
         notes=[
             f"no encoder while fitting: log p(x) uses an encoder fitted afterwards for "
-            f"{proposal.epochs} epochs with the decoder frozen"
+            f"{proposal.epochs} epochs with the decoder frozen as the importance-sampling "
+            "proposal, so its log p(x) is a lower bound (its NLL an upper bound) whose "
+            "tightness depends on that proposal; the k-hat share says how far to trust it"
         ],
+        details={"proposal_epochs": proposal.epochs},
         wall_time=time.perf_counter() - start,
         program=program,
     )
@@ -390,7 +393,7 @@ def mle_prior_mc(particles: int = 10) -> Runner:
         svi = replace(problem.svi, objective="iwae", num_particles=particles)
         history = _fit(program, problem, svi)
         result = _with_proposal(name, program, vae, history, problem, start)
-        result.details = {"particles": particles}
+        result.details = {**result.details, "particles": particles}
         return result
 
     return Runner(name, run, check)

@@ -33,8 +33,11 @@ from . import arviz_bridge
 from .errors import ConfigError
 from .validate import positive_float, positive_int
 
-#: Fewest importance samples per image that k-hat is estimated from.
-MIN_IS_SAMPLES = 20
+#: Fewest importance samples per image that k-hat is estimated from. PSIS fits the Pareto
+#: tail to the largest min(K/5, 3 sqrt K) weights (Vehtari et al. 2024); at K = 20 that is 4,
+#: too few for a fit (ArviZ returns k-hat = inf), and the paper's sample-size-dependent
+#: threshold min(1 - 1/log10 K, 0.7) only reaches 0.5 at K = 100. 200 gives a 28-draw tail.
+MIN_IS_SAMPLES = 200
 #: Pareto k-hat bins of Vehtari et al.: good, usable, unreliable.
 KHAT_GOOD, KHAT_BAD = 0.5, 0.7
 #: A latent unit is active when Cov_x(E_q[z_u]) exceeds this (Burda et al. 2016).

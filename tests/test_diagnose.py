@@ -17,7 +17,7 @@ QUICK = [
     "--num-test",
     "30",
     "--is-samples",
-    "50",
+    "200",
     "--gap-images",
     "5",
     "--gap-steps",
@@ -105,7 +105,7 @@ def test_diagnose_writes_every_output(runs, capsys):
 
 def test_a_run_against_itself_ties_exactly(runs, tmp_path):
     out = tmp_path / "self"
-    args = ["--num-test", "20", "--is-samples", "30", "--gap-images", "0", "--nuts-images", "0"]
+    args = ["--num-test", "20", "--is-samples", "200", "--gap-images", "0", "--nuts-images", "0"]
     assert (
         main(
             [
@@ -130,7 +130,7 @@ def test_a_run_against_itself_ties_exactly(runs, tmp_path):
 def test_diagnose_defaults_to_the_run_folder_and_can_skip_stages(runs, tmp_path):
     run = tmp_path / "p"
     shutil.copytree(runs / "p", run)
-    args = ["--num-test", "20", "--is-samples", "30", "--gap-images", "0", "--nuts-images", "0"]
+    args = ["--num-test", "20", "--is-samples", "200", "--gap-images", "0", "--nuts-images", "0"]
     assert main(["diagnose", str(run), *args, "--quiet"]) == 0
     names = {p.name for p in (run / "diagnostics").iterdir()}
     # pPCA has no images and NUTS and gaps were skipped.
@@ -198,7 +198,7 @@ def test_bad_options_are_refused(runs, tmp_path, capsys):
     for args, message in (
         (["--nuts-chains", "1"], "at least 2"),
         (["--is-samples", "0"], "is_samples must be a positive integer"),
-        (["--is-samples", "10"], "is_samples must be at least 20"),
+        (["--is-samples", "199"], "is_samples must be at least 200"),
         (["--gap-images", "-1"], "gap_images must be a non-negative integer"),
         (["--device", "tpu"], "device must be cpu or cuda"),
         (["--against", str(runs / "p")], "cannot compare"),

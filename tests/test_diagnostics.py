@@ -19,6 +19,7 @@ from pyro_vae.models import PRIORS, build_vae
 from pyro_vae import arviz_bridge
 from pyro_vae.data import load_dataset
 from pyro_vae.diagnostics import (
+    MIN_IS_SAMPLES,
     aggregate_posterior,
     elpd_comparison,
     importance_diagnostics,
@@ -70,8 +71,19 @@ def test_psis_estimate_matches_the_exact_marginal_likelihood(ppca):
 
 
 def test_khat_needs_enough_samples(ppca):
-    with pytest.raises(ConfigError, match="at least 20"):
+    with pytest.raises(ConfigError, match="at least 200"):
         importance_diagnostics(exact_vae(ppca), ppca.test_x.double(), num_samples=5)
+
+
+def test_khat_is_finite_at_the_minimum_number_of_draws(ppca):
+    # A proposal 30 % too wide: weights vary, so every image has a real tail to fit.
+    x = ppca.test_x[:50].double()
+    vae = exact_vae(ppca, scale_factor=1.3)
+    result = importance_diagnostics(vae, x, num_samples=MIN_IS_SAMPLES)
+    assert torch.isfinite(result.khat).all(), result.khat
+    # Why the minimum: at K = 20 the Pareto fit has 4 tail draws and gives k-hat = inf.
+    few = evaluate(vae, x, num_samples=20, keep_log_weights=True).log_weights
+    assert torch.isinf(torch.as_tensor(arviz_bridge.pareto_smoothed(few)[1])).all()
 
 
 # ----------------------------------------------------------------------------- collapse
