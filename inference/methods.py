@@ -467,13 +467,8 @@ def nuts_reference(images: int = 4, chains: int = 2, draws: int = 200, warmup: i
         )
         with torch.no_grad():
             loc, scale = vae.encoder(x)
-        mean, std = posterior.mean, posterior.std
-        details = {
-            **posterior.summary(),
-            # how far the encoder's q(z|x) is from the NUTS posterior, per dimension
-            "mean_gap_in_sd": ((loc - mean).abs() / std).mean().item(),
-            "sd_ratio_q_over_nuts": (scale / std).mean().item(),
-        }
+        # how far the encoder's q(z|x) is from the NUTS posterior
+        details = {**posterior.summary(), **posterior.gap_summary(loc, scale)}
         return MethodResult(
             "nuts-latent",
             None,

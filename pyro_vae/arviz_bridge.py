@@ -127,6 +127,24 @@ def posterior_summary(idata: az.InferenceData, var_name: str) -> list[dict[str, 
     return rows
 
 
+def convergence(draws: torch.Tensor | list[dict[str, Any]]) -> dict[str, float]:
+    """Worst rank-normalised split R-hat and smallest bulk and tail ESS (ArviZ) over every
+    image and latent dimension.
+
+    Args:
+        draws: NUTS draws ``(chains, draws, images, latent_dim)``, or the rows
+            :func:`posterior_summary` already made of them.
+    """
+    if isinstance(draws, torch.Tensor):
+        idata = inference_data(nuts=draws, images=range(draws.shape[2]))
+        draws = posterior_summary(idata, "z_nuts")
+    return {
+        "rhat_max": max(r["r_hat"] for r in draws),
+        "ess_bulk_min": min(r["ess_bulk"] for r in draws),
+        "ess_tail_min": min(r["ess_tail"] for r in draws),
+    }
+
+
 def save(idata: az.InferenceData, path: str | Path) -> None:
     """Write ``idata`` as netCDF (readable with ``arviz.from_netcdf``)."""
     idata.to_netcdf(str(path))

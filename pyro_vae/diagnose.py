@@ -209,8 +209,7 @@ def diagnose(
         report["nuts"] = {
             "images": images,
             "seconds": latent.nuts.seconds,
-            "mean_abs_gap_in_sd": differences["mean_gap_in_sd"].abs().mean().item(),
-            "sd_ratio_mean": differences["sd_ratio"].mean().item(),
+            **latent.gap_summary(),
             "per_dimension": {k: v.tolist() for k, v in differences.items()},
         }
 
@@ -230,9 +229,7 @@ def diagnose(
         report["nuts"]["summary"] = {
             name: arviz_bridge.posterior_summary(idata, name) for name in ("z_nuts", "z_vi")
         }
-        summary = report["nuts"]["summary"]["z_nuts"]
-        report["nuts"]["rhat_max"] = max(r["r_hat"] for r in summary)
-        report["nuts"]["ess_bulk_min"] = min(r["ess_bulk"] for r in summary)
+        report["nuts"].update(arviz_bridge.convergence(report["nuts"]["summary"]["z_nuts"]))
         arviz_bridge.save_posterior_overlay(idata, out / "nuts_vs_vi.png")
         pictures["NUTS against q(z|x), per image and latent dimension"] = "nuts_vs_vi.png"
     arviz_bridge.save(idata, out / "inference_data.nc")

@@ -402,19 +402,23 @@ def inference_gaps(
 
 
 class LatentComparison(NamedTuple):
-    """NUTS and q(z|x) draws for the same images, ``(chains, draws, images, latent_dim)``."""
+    """NUTS and q(z|x) draws for the same images, ``(chains, draws, images, latent_dim)``, and
+    q's exact moments ``loc`` and ``scale``, ``(images, latent_dim)``."""
 
     nuts: LatentPosterior
     variational: torch.Tensor
     images: list[int]
+    loc: torch.Tensor
+    scale: torch.Tensor
 
     def differences(self) -> dict[str, torch.Tensor]:
-        """Per image and dimension: (E_q z - E_nuts z) / sd_nuts and sd_q / sd_nuts."""
-        vi = self.variational.flatten(0, 1)
-        return {
-            "mean_gap_in_sd": (vi.mean(0) - self.nuts.mean) / self.nuts.std,
-            "sd_ratio": vi.std(0) / self.nuts.std,
-        }
+        """Per image and dimension: (E_q z - E_nuts z) / sd_nuts and sd_q / sd_nuts (see
+        :meth:`~pyro_vae.inference.nuts.LatentPosterior.against_gaussian`)."""
+        return self.nuts.against_gaussian(self.loc, self.scale)
+
+    def gap_summary(self) -> dict[str, float]:
+        """``mean_abs_gap_in_sd`` and ``sd_ratio_mean``, as ``compare`` reports them."""
+        return self.nuts.gap_summary(self.loc, self.scale)
 
 
 def vi_against_nuts(
@@ -448,7 +452,7 @@ def vi_against_nuts(
     with torch.no_grad():
         loc, scale = vae.encoder(xs)
         noise = torch.randn((chains, draws, *loc.shape), generator=generator, device=x.device)
-    return LatentComparison(posterior, loc + scale * noise, images)
+    return LatentComparison(posterior, loc + scale * noise, images, loc, scale)
 
 
 # ----------------------------------------------------------------------------- ELPD

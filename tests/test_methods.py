@@ -1,5 +1,7 @@
 """Every inference method on the same tiny model; exact checks on pPCA; bad combinations."""
 
+import math
+
 import pyro
 import pytest
 import torch
@@ -18,7 +20,10 @@ from pyro_vae.inference.nuts import nuts_latent
 from pyro_vae.inference.programs import BayesianDecoder
 from pyro_vae.models import PRIORS
 
+from pyro_vae import arviz_bridge
+from pyro_vae.compare import _add_elpd, _row
 from pyro_vae.data import load_dataset
+from pyro_vae.diagnostics import vi_against_nuts
 from pyro_vae.errors import ConfigError, UnknownNameError
 
 #: Options that keep every method quick.
@@ -53,7 +58,7 @@ def test_every_method_fits_and_is_measured_the_same_way(name):
         assert result.vae is None
         samples = result.details["posterior"].samples
         assert samples.shape == (2, 15, 2, 2)  # chains, draws, images, latent_dim
-        assert result.details["rhat_max"] > 0
+        assert result.details["sd_ratio_mean"] > 0 and result.details["chains"] == 2
         return
     assert result.history.epochs == 3
     assert all(torch.isfinite(torch.tensor(result.history.losses)))
@@ -115,10 +120,11 @@ def test_nuts_matches_the_exact_ppca_posterior(ppca):
     post = nuts_latent(vae, x, chains=2, draws=400, warmup=200, seed=1)
     with torch.no_grad():
         loc, scale = vae.encoder(x)  # the exact posterior N(M^-1 W^T (x - mu), sigma^2 M^-1)
-    assert post.rhat.max() < 1.05
-    assert post.ess.min() > 100
-    # Mean: within 4 Monte Carlo standard errors (sd / sqrt(ESS)); sd: within 15 %.
-    se = scale / post.ess.sqrt()
+    converged = arviz_bridge.convergence(post.samples)
+    assert converged["rhat_max"] < 1.05
+    assert converged["ess_bulk_min"] > 100
+    # Mean: within 4 Monte Carlo standard errors (sd / sqrt(bulk ESS)); sd: within 15 %.
+    se = scale / math.sqrt(converged["ess_bulk_min"])
     assert ((post.mean - loc).abs() < 4 * se).all(), (post.mean, loc)
     assert_close(post.std / scale, torch.ones_like(scale), atol=0.15)
 
@@ -176,3 +182,36 @@ def test_pairs_methods_refuse_every_learnable_prior(prior):
 def test_bayes_decoder_keeps_the_hierarchical_weight_prior():
     # Integrating the weights by VI and fitting their scales is empirical Bayes: allowed.
     METHODS.build("bayes-decoder").check(binary_problem(weight_prior="hierarchical"))
+
+
+def test_compare_and_diagnose_report_the_same_nuts_numbers():
+    # One definition of convergence (ArviZ) and of the q-NUTS gap (q's exact moments): the
+    # nuts-latent method (compare) and vi_against_nuts (diagnose) agree on the same decoder,
+    # images, settings and seed.
+    problem = binary_problem()
+    reference = METHODS.build("vae")(problem)
+    settings = {"chains": 2, "draws": 30, "warmup": 30}
+    row, _ = _row(
+        METHODS.build("nuts-latent", images=2, **settings)(problem, reference),
+        "standard-normal",
+        0,
+        *(problem.x, None, problem.x, None),
+        k=5,
+    )
+    latent = vi_against_nuts(reference.vae, problem.nuts_x, images=[0, 1], seed=0, **settings)
+    expected = {**arviz_bridge.convergence(latent.nuts.samples), **latent.gap_summary()}
+    for key, value in expected.items():
+        assert row[key] == pytest.approx(value, rel=1e-6), key
+
+
+def test_compare_scores_every_fit_with_common_random_numbers():
+    # The same fit scored twice in one grid: ELPD difference exactly 0, and its SE 0.
+    problem = binary_problem()
+    result = METHODS.build("vae")(problem)
+    rows, per_image = [], []
+    for _ in range(2):
+        row, values = _row(result, "standard-normal", 0, problem.x, None, problem.x, None, k=50)
+        rows.append(row)
+        per_image.append(values)
+    _add_elpd(rows, per_image)
+    assert sorted((r["elpd_diff"], r["elpd_dse"]) for r in rows) == [(0.0, 0.0), (0.0, 0.0)]
