@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from machine import describe, write_report
+from machine import describe, smoke_caps, write_report
 from pyro_vae.inference.iwae import ImportanceWeightedELBO
 from pyro_vae.inference.programs import PointWeights
 from pyro_vae.models import build_vae
@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="JSON file for the figures")
     args = parser.parse_args()
+    smoke_caps(args, hidden=16, latent=2, steps=2, repeats=1)
 
     torch.manual_seed(args.seed)
     x = torch.bernoulli(load_dataset("mnist5k").train_x)

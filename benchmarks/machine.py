@@ -5,9 +5,11 @@ Also the ways of running pyro-vae's loss and estimate that the benchmarks compar
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ from typing import Any
 import pyro
 import torch
 from pyro.distributions.util import is_validation_enabled
+
+from pyro_vae import smoke
 
 #: The ways of running pyro-vae's loss (``SVIConfig`` / ``TrainConfig``) and its estimate
 #: (``evaluate``), as keywords. All three make the same draws, so a resumed run may switch.
@@ -53,6 +57,22 @@ def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 20) -> float
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return 2 * n**3 / statistics.median(times)
+
+
+def smoke_caps(args: argparse.Namespace, **caps: int) -> None:
+    """Under ``PYRO_VAE_SMOKE=1`` (see :mod:`pyro_vae.smoke`), cap each named argument at its
+    value (each entry of a list, duplicates dropped) and say so on stderr."""
+    if not smoke.active():
+        return
+    for name, cap in caps.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            setattr(args, name, list(dict.fromkeys(min(v, cap) for v in value)))
+        else:
+            setattr(args, name, min(value, cap))
+    print(f"{smoke.ENV} is set: {caps} (a smoke test, not a result)", file=sys.stderr)
 
 
 def write_report(path: Path | None, report: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from machine import LOSSES
+from machine import LOSSES, smoke_caps
 from pyro_vae.inference import evaluate
 
 from pyro_vae.checkpoint import latest_checkpoint, load_checkpoint, write_json, write_text
@@ -282,6 +282,7 @@ def main() -> int:
         help="train nothing; score the latest checkpoints on N test images, paired",
     )
     args = parser.parse_args()
+    smoke_caps(args, epochs=1, samples=20, peek=20)
     out = args.out / args.dataset
     rows = []
     try:

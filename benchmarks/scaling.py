@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 import torch
-from machine import describe
+from machine import describe, smoke_caps
 from pyro_vae.inference import SVIConfig, fit
 from pyro_vae.models import build_vae
 
@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     parser.add_argument("--plot", type=Path, help="write the plot as PNG")
     args = parser.parse_args()
+    smoke_caps(args, sizes=500, widths=16, latents=2, width_images=500)
     device = torch.device(args.device)
     x_all = load_dataset(args.dataset).train_x.to(device)
     sizes = [n for n in args.sizes if n <= len(x_all)]

@@ -3,11 +3,14 @@
 Both fit the same model (MLP 784-400-20, Bernoulli likelihood, analytic KL, Adam 1e-3) on the
 same data with the same epoch structure (dynamic binarization, a random permutation, minibatch
 steps). pyro-vae runs ``pyro_vae.inference.fit`` with ``elbo-analytic-kl``; the reference is a
-plain PyTorch loop written here. Epochs of the two alternate (interleaved repeats) so machine
-noise hits both alike; the script reports medians, their ratio, and each step's achieved FLOP/s
-against the fp32 matmul peak measured in the same run. Each batch size is measured for each
-way of running pyro-vae's loss: as Pyro runs it (``eager``), traced with TorchScript (``jit``)
-and compiled with ``torch.compile`` (``compile``).
+plain PyTorch loop written here, run twice: as written (``reference``) and with its loss
+compiled by ``torch.compile`` (``compiled reference``), so a compiled pyro-vae step is also
+measured against a compiled hand-written one. Epochs alternate (interleaved repeats: a pyro-vae
+epoch, then one of each reference) so machine noise hits all alike; the script reports
+medians, their ratios, and each step's achieved FLOP/s against the fp32 matmul peak measured in
+the same run. Each batch size is measured for each way of running pyro-vae's loss: as Pyro
+runs it (``eager``), traced with TorchScript (``jit``) and compiled with ``torch.compile``
+(``compile``).
 
     python benchmarks/speed.py --batch-sizes 128 1024 --repeats 7 --out docs/speed.json
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import pyro
 import torch
-from machine import LOSSES, describe, matmul_peak
+from machine import LOSSES, describe, matmul_peak, smoke_caps
 from pyro_vae.inference import SVIConfig, fit
 from pyro_vae.models import build_vae
 from torch import nn
@@ -53,15 +56,24 @@ class ReferenceVAE(nn.Module):
         return (recon + kl) * (num_data / x.shape[0])
 
 
-def reference_epoch(
-    model: ReferenceVAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, batch: int, gen
-) -> float:
+class Reference:
+    """A hand-written VAE, its optimizer and its loss (``ReferenceVAE.loss``, or that loss
+    compiled with ``torch.compile``)."""
+
+    def __init__(self, device: torch.device, compiled: bool) -> None:
+        self.model = ReferenceVAE().to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.loss = torch.compile(self.model.loss) if compiled else self.model.loss
+
+
+def reference_epoch(reference: Reference, x: torch.Tensor, batch: int, gen) -> float:
+    model_loss, optimizer = reference.loss, reference.optimizer
     start = time.perf_counter()
     data = torch.bernoulli(x, generator=gen)
     order = torch.randperm(len(x), generator=gen, device=x.device)
     total = torch.zeros((), device=x.device)
     for step in range(-(-len(x) // batch)):
-        loss = model.loss(data[order[step * batch : (step + 1) * batch]], len(x))
+        loss = model_loss(data[order[step * batch : (step + 1) * batch]], len(x))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -79,12 +91,15 @@ def step_flops_per_image() -> float:
 
 
 def measure(x: torch.Tensor, batch: int, repeats: int, seed: int, loss: str) -> dict:
-    """One pyro-vae fit of ``repeats + 1`` epochs, a reference epoch after each of its epochs."""
+    """One pyro-vae fit of ``repeats + 1`` epochs, an epoch of each reference after each of its
+    epochs."""
     torch.manual_seed(seed)
     pyro.set_rng_seed(seed)
     vae = build_vae(DATA_DIM, LATENT, (HIDDEN,)).to(x.device)
-    reference = ReferenceVAE().to(x.device)
-    ref_opt = torch.optim.Adam(reference.parameters(), lr=1e-3)
+    references = {
+        "reference": Reference(x.device, compiled=False),
+        "compiled_reference": Reference(x.device, compiled=True),
+    }
     gen = torch.Generator(device=x.device).manual_seed(seed)
     config = SVIConfig(
         objective="elbo-analytic-kl",
@@ -93,32 +108,39 @@ def measure(x: torch.Tensor, batch: int, repeats: int, seed: int, loss: str) -> 
         epochs=repeats + 1,
         **LOSSES[loss],
     )
-    ref_seconds = []
+    ref_seconds: dict[str, list[float]] = {name: [] for name in references}
 
     def reference_turn(_result, _state):  # runs between pyro-vae's epochs, outside its timing
-        ref_seconds.append(reference_epoch(reference, ref_opt, x, batch, gen))
+        for name, reference in references.items():
+            ref_seconds[name].append(reference_epoch(reference, x, batch, gen))
 
     result = fit(vae, x, config=config, binarization="dynamic", seed=seed, on_epoch=reference_turn)
-    # the first pair warms up (and holds the one-off trace or compilation) and is dropped
-    pyro_seconds, ref_seconds = result.epoch_seconds[1:], ref_seconds[1:]
-    pyro_median, ref_median = statistics.median(pyro_seconds), statistics.median(ref_seconds)
-    return {
+    # the first round warms up (and holds the one-off trace or compilations) and is dropped
+    pyro_seconds = result.epoch_seconds[1:]
+    pyro_median = statistics.median(pyro_seconds)
+    row = {
         "batch_size": batch,
         "loss": loss,
         "images": len(x),
         "pyro_vae_images_per_s": len(x) / pyro_median,
-        "reference_images_per_s": len(x) / ref_median,
-        "ratio_time_pyro_over_reference": pyro_median / ref_median,
-        # each pyro-vae epoch against the reference epoch right after it (the pairs share the
-        # machine's state of the moment), beside the ratio of the two medians above
-        "paired_ratio_median": statistics.median(
-            p / r for p, r in zip(pyro_seconds, ref_seconds, strict=True)
-        ),
         "pyro_vae_epoch_s": pyro_seconds,
-        "reference_epoch_s": ref_seconds,
         "pyro_vae_flops_per_s": step_flops_per_image() * len(x) / pyro_median,
-        "reference_flops_per_s": step_flops_per_image() * len(x) / ref_median,
     }
+    for name, seconds in ref_seconds.items():
+        seconds = seconds[1:]
+        ref_median = statistics.median(seconds)
+        row.update(
+            {
+                f"{name}_images_per_s": len(x) / ref_median,
+                f"{name}_epoch_s": seconds,
+                f"{name}_flops_per_s": step_flops_per_image() * len(x) / ref_median,
+                f"ratio_time_pyro_over_{name}": pyro_median / ref_median,
+                f"paired_ratio_over_{name}_median": statistics.median(
+                    p / r for p, r in zip(pyro_seconds, seconds, strict=True)
+                ),
+            }
+        )
+    return row
 
 
 def main() -> None:
@@ -133,6 +155,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     args = parser.parse_args()
+    smoke_caps(args, images=600, repeats=1, batch_sizes=200)
     device = torch.device(args.device)
     base = load_dataset("mnist5k").train_x
     x = base.repeat(-(-args.images // len(base)), 1)[: args.images].to(device)
@@ -148,16 +171,18 @@ def main() -> None:
     report = {**describe(device), "rows": rows}
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s on {device}")
     print(
-        "| batch | loss | pyro-vae img/s | reference img/s | time ratio | "
-        "paired ratio, median | pyro-vae % of peak |"
+        "| batch | loss | pyro-vae img/s | reference img/s | compiled reference img/s | "
+        "time ratio (paired) over reference | over compiled reference | pyro-vae % of peak |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['batch_size']} | {r['loss']} | "
-            f"{r['pyro_vae_images_per_s']:.0f} | "
-            f"{r['reference_images_per_s']:.0f} | {r['ratio_time_pyro_over_reference']:.3f} | "
-            f"{r['paired_ratio_median']:.3f} | "
+            f"| {r['batch_size']} | {r['loss']} | {r['pyro_vae_images_per_s']:.0f} | "
+            f"{r['reference_images_per_s']:.0f} | {r['compiled_reference_images_per_s']:.0f} | "
+            f"{r['ratio_time_pyro_over_reference']:.3f} "
+            f"({r['paired_ratio_over_reference_median']:.3f}) | "
+            f"{r['ratio_time_pyro_over_compiled_reference']:.3f} "
+            f"({r['paired_ratio_over_compiled_reference_median']:.3f}) | "
             f"{100 * r['pyro_vae_share_of_peak']:.1f} % |"
         )
     if args.out:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from typing import Any, NoReturn
 
+from . import smoke
 from .errors import ConfigError, PyroVAEError, TrainingInterrupted
 
 
@@ -214,6 +215,7 @@ def _train(args: argparse.Namespace) -> None:
         config = resume_config(args.out, **given)
     else:
         config = TrainConfig(**given)
+    config = smoke.train_config(config)
     out = args.out or f"runs/{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     metrics = train(config, out, resume=args.resume, progress=not args.quiet)
     if not metrics:  # a worker other than rank 0 of a torchrun launch: rank 0 reports
@@ -263,7 +265,7 @@ def _compare(args: argparse.Namespace) -> None:
     grid["prior_options"] = _scoped(
         args.prior_opt, "--prior-opt", grid.get("priors", ("standard-normal",))
     )
-    config = preset_config(args.preset, base=base, **grid)
+    config = smoke.compare_config(preset_config(args.preset, base=base, **grid))
     out = args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}"
     results = compare(config, out, progress=not args.quiet)
     print(f"pyro-vae compare: {len(results['rows'])} fits; results in {out}/results.md")
@@ -279,7 +281,7 @@ def _diagnose(args: argparse.Namespace) -> None:
     }
     report = diagnose(
         args.run,
-        DiagnoseConfig(**given),
+        smoke.diagnose_config(DiagnoseConfig(**given)),
         out_dir=args.out,
         against=tuple(args.against),
         progress=not args.quiet,

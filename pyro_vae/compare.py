@@ -363,7 +363,7 @@ def _report(config: CompareConfig, rows, summary: dict[str, Any], pictures: list
 def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True) -> dict:
     """Run the grid and fill ``out_dir``; returns what ``results.json`` holds."""
     out = Path(out_dir)
-    check_out_dir(out, resume=False)
+    check_out_dir(out, resume=False, resumable=False)
     device = check_device(config.base.device)
     data = load_dataset(config.base.dataset, config.base.data_dir)
     binarize = BINARIZATIONS[config.base.binarize]

@@ -119,7 +119,7 @@ def diagnose(
     others = [load_run(folder, device=config.device) for folder in against]
     for other in others:
         _check_comparable(run, other)
-    check_out_dir(out, resume=False)
+    check_out_dir(out, resume=False, resumable=False)
 
     torch.manual_seed(config.seed)
     rows = evenly_spaced(len(run.test_x), config.num_test).to(run.test_x.device)

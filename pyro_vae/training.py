@@ -53,8 +53,11 @@ RESUMABLE_CHANGES = (
 TRAIN_ELBO_SAMPLES = 10
 
 
-def check_out_dir(out: Path, resume: bool) -> None:
-    """Refuse an output folder that is a file, not writable, or (unless resuming) not empty."""
+def check_out_dir(out: Path, resume: bool, resumable: bool = True) -> None:
+    """Refuse an output folder that is a file, not writable, or (unless resuming) not empty.
+
+    ``resumable``: whether the command has ``--resume`` to suggest for an occupied folder.
+    """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output folder {str(out)!r} is a file")
     if resume:
@@ -65,9 +68,8 @@ def check_out_dir(out: Path, resume: bool) -> None:
             raise ConfigError(f"output folder {str(out)!r} is not writable")
         return
     if out.exists() and any(out.iterdir()):
-        raise ConfigError(
-            f"output folder {str(out)!r} already holds files; choose a new one or add --resume"
-        )
+        advice = "choose a new one or add --resume" if resumable else "choose a new --out"
+        raise ConfigError(f"output folder {str(out)!r} already holds files; {advice}")
     parent = out
     while not parent.exists():
         parent = parent.parent

@@ -34,10 +34,12 @@ def test_speed_writes_every_variant_for_each_batch(tmp_path):
     variants = [(r["batch_size"], r["loss"]) for r in report["rows"]]
     assert variants == [(200, "eager"), (200, "jit"), (200, "compile")]
     for row in report["rows"]:
-        assert len(row["pyro_vae_epoch_s"]) == len(row["reference_epoch_s"]) == 1
         assert 0 < row["pyro_vae_share_of_peak"]
-        (pyro_s,), (reference_s,) = row["pyro_vae_epoch_s"], row["reference_epoch_s"]
-        assert row["paired_ratio_median"] == pytest.approx(pyro_s / reference_s)
+        (pyro_s,) = row["pyro_vae_epoch_s"]
+        for name in ("reference", "compiled_reference"):  # eager and torch.compile'd
+            (reference_s,) = row[f"{name}_epoch_s"]
+            assert row[f"paired_ratio_over_{name}_median"] == pytest.approx(pyro_s / reference_s)
+            assert row[f"ratio_time_pyro_over_{name}"] == pytest.approx(pyro_s / reference_s)
     assert report["versions"]["pyro"] and report["validation"] is True
 
 
@@ -53,7 +55,11 @@ def test_evaluation_times_eager_traced_compiled_and_plain_pytorch_estimates(tmp_
     for name in ("jit", "compile"):
         assert abs(row[name]["nll"] - eager) < 5  # the same VAE, other draws
         assert row[name]["ratio_time_over_reference"] > 0 and row[name]["warm_up_seconds"] > 0
-    assert row["reference"]["seconds"] > 0
+    for name in ("reference", "compiled_reference"):  # plain PyTorch, eager and compiled
+        assert row[name]["seconds"] > 0 and 300 < row[name]["nll"] < 800
+        for variant in ("eager", "jit", "compile"):
+            ratio = row[variant]["seconds"] / row[name]["seconds"]
+            assert row[variant][f"ratio_time_over_{name}"] == pytest.approx(ratio)
 
 
 def test_scaling_writes_every_sweep_and_the_plot(tmp_path):

@@ -209,5 +209,6 @@ def test_bad_options_are_refused(runs, tmp_path, capsys):
     full = tmp_path / "full"
     full.mkdir()
     (full / "mine.txt").write_text("keep")
-    assert "already holds files" in _refused(capsys, run, "--out", str(full))
+    line = _refused(capsys, run, "--out", str(full))
+    assert "already holds files; choose a new --out" in line and "--resume" not in line
     assert (full / "mine.txt").read_text() == "keep"

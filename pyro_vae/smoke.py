@@ -1,0 +1,83 @@
+"""A smoke-test budget: with ``PYRO_VAE_SMOKE=1`` every command runs as written, in seconds.
+
+The documentation tests set it to run each command shown in the README and ``docs/`` exactly as
+it is printed there, so an example can never drift from the tool. Every size and budget is
+capped (networks of 16 units, z of at most 4, an epoch per 40 asked for, a few test images, a
+short NUTS); names, files and the order of the commands are untouched. A run under it says so
+on stderr: its numbers are not results.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .compare import CompareConfig
+    from .config import TrainConfig
+    from .diagnose import DiagnoseConfig
+
+#: The environment variable that switches the smoke budget on.
+ENV = "PYRO_VAE_SMOKE"
+#: Caps of the smoke budget.
+WIDTH, LATENT, EPOCHS_PER_SMOKE_EPOCH, IS_SAMPLES, TEST_IMAGES, NUTS_DRAWS = 16, 4, 40, 200, 50, 20
+
+
+def active() -> bool:
+    """Whether the smoke budget is on."""
+    return os.environ.get(ENV, "") not in ("", "0")
+
+
+def _say(what: str) -> None:
+    print(f"pyro-vae: {ENV} is set: {what} (a smoke test, not a result)", file=sys.stderr)
+
+
+def train_config(config: TrainConfig) -> TrainConfig:
+    """``config`` with tiny networks, 1 epoch per 40 asked for and K <= 200."""
+    if not active():
+        return config
+    _say("tiny networks, 1 epoch per 40, K <= 200")
+    return replace(
+        config,
+        epochs=max(1, config.epochs // EPOCHS_PER_SMOKE_EPOCH),
+        hidden=tuple(min(width, WIDTH) for width in config.hidden),
+        latent_dim=min(config.latent_dim, LATENT),
+        is_samples=min(config.is_samples, IS_SAMPLES),
+    )
+
+
+def compare_config(config: CompareConfig) -> CompareConfig:
+    """``config`` with :func:`train_config`'s caps, 50 test images and a short NUTS."""
+    if not active():
+        return config
+    options: dict[str, dict[str, Any]] = {k: dict(v) for k, v in config.method_options.items()}
+    if "nuts-latent" in config.methods:
+        short = {"images": 1, "draws": NUTS_DRAWS, "warmup": NUTS_DRAWS}
+        options["nuts-latent"] = {**options.get("nuts-latent", {}), **short}
+    return replace(
+        config,
+        base=train_config(config.base),
+        num_test=min(config.num_test or TEST_IMAGES, TEST_IMAGES),
+        proposal_epochs=min(config.proposal_epochs, 1),
+        method_options=options,
+    )
+
+
+def diagnose_config(config: DiagnoseConfig) -> DiagnoseConfig:
+    """``config`` with 50 test images, K = 200, two gap images and a short NUTS."""
+    if not active():
+        return config
+    _say("50 test images, K = 200, 2 gap images, a short NUTS")
+    return replace(
+        config,
+        num_test=min(config.num_test, TEST_IMAGES),
+        is_samples=IS_SAMPLES,
+        gap_images=min(config.gap_images, 2),
+        gap_steps=min(config.gap_steps, NUTS_DRAWS),
+        nuts_images=min(config.nuts_images, 1),
+        nuts_chains=2,
+        nuts_draws=min(config.nuts_draws, NUTS_DRAWS),
+        nuts_warmup=min(config.nuts_warmup, NUTS_DRAWS),
+    )
