@@ -97,7 +97,10 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``pyro-vae`` parser with its subcommands."""
+    from . import __version__
+
     parser = _Parser(prog="pyro-vae", description="VAEs as explicit Pyro programs.")
+    parser.add_argument("--version", action="version", version=f"pyro-vae {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = commands.add_parser(
         "train",

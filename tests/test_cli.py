@@ -286,3 +286,10 @@ def test_an_unwritable_output_folder_is_refused(capsys, tmp_path):
         assert not (locked / "run").exists()
     finally:
         locked.chmod(0o700)
+
+
+def test_version(capsys):
+    from pyro_vae import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"pyro-vae {__version__}"
