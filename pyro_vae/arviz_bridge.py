@@ -1,6 +1,11 @@
-"""The one module that talks to ArviZ: PSIS, InferenceData for SVI fits, summaries, plots.
+"""The one module that talks to ArviZ: PSIS, the posterior/log-likelihood container, summaries,
+ELPD records and netCDF files, with either ArviZ line.
 
-ArviZ's ``from_pyro`` reads MCMC runs only (DESIGN.md trap 9), so SVI draws and per-image
+ArviZ 0.x is one package with ``psislw`` and an ``InferenceData`` class; ArviZ 1.x (which pip
+picks on Python >= 3.12) splits into arviz-base, arviz-stats and arviz-plots, has no
+``arviz.psislw``, returns xarray ``DataTree`` objects and takes ``from_dict``'s groups as one
+mapping. The line is chosen by feature (:func:`_legacy`: whether ``arviz.psislw`` exists),
+never by version string. ArviZ's ``from_pyro`` reads MCMC runs only, so SVI draws and per-image
 log-likelihoods are built with ``from_dict``. Everything else in pyro-vae passes tensors and
 plain numbers; if ArviZ's API changes, this file is what changes.
 """
@@ -8,6 +13,7 @@ plain numbers; if ArviZ's API changes, this file is what changes.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,10 +36,19 @@ def _arviz() -> Any:
     return arviz
 
 
+def _legacy() -> bool:
+    """Whether the installed ArviZ is the 0.x line (one package with ``psislw``)."""
+    return hasattr(_arviz(), "psislw")
+
+
 #: The columns of :func:`posterior_summary` besides image and latent.
 SUMMARY_COLUMNS = ("mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail", "r_hat")
+#: ArviZ 1.x's names of the 94 % HDI bounds, and ours (0.x's).
+HDI_COLUMNS = {"hdi94_lb": "hdi_3%", "hdi94_ub": "hdi_97%"}
 #: Log weights spanning less than this (nats) are constant: the proposal is the posterior.
 CONSTANT_SPAN = 1e-6
+#: Fewest tail draws a Pareto fit is made from (fewer: k-hat is infinite, as ArviZ 0.x says).
+MIN_TAIL = 5
 
 
 def _numpy(values: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -52,15 +67,39 @@ def pareto_smoothed(log_weights: torch.Tensor | np.ndarray) -> tuple[np.ndarray,
         The Pareto-smoothed, truncated (unnormalised) log weights, ``(num_data, K)``, and the
         Pareto shape estimate k-hat per datapoint. Rows whose weights are constant (the
         proposal equals the posterior; ArviZ would return ``inf``) keep their weights and get
-        k-hat ``-inf``: no tail at all.
+        k-hat ``-inf``: no tail at all. With fewer draws than a tail of :data:`MIN_TAIL` needs
+        (K < 20), every varying row keeps its weights and gets k-hat ``inf``.
     """
     lw = _numpy(log_weights)
     smoothed = lw.copy()
     khat = np.full(lw.shape[:-1], -np.inf)
     varying = (lw.max(-1) - lw.min(-1)) >= CONSTANT_SPAN
+    if _tail_length(lw.shape[-1]) < MIN_TAIL:  # too few draws to fit a tail
+        khat[varying] = np.inf
+        return smoothed, khat
     if varying.any():
-        smoothed[varying], khat[varying] = _arviz().psislw(lw[varying], normalize=False)
+        smoothed[varying], khat[varying] = _psis(lw[varying])
     return smoothed, khat
+
+
+def _tail_length(draws: int) -> int:
+    """How many of the largest weights PSIS fits its Pareto tail to: ceil(min(K/5, 3 sqrt K))."""
+    return math.ceil(min(0.2 * draws, 3 * math.sqrt(draws)))
+
+
+def _psis(lw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed log weights on the scale of ``lw`` (rows: datapoints) and k-hat per row."""
+    if _legacy():
+        return _arviz().psislw(lw, normalize=False)
+    from arviz_stats.base import array_stats
+
+    # ArviZ 1.x's psislw takes log-likelihoods and smooths the LOO ratios 1/p, i.e. their
+    # negatives: give it -lw. It returns normalised log weights; smoothing leaves the body of
+    # the weights (the smallest included) as it was, so one shift puts them back on lw's scale.
+    smoothed, khat = array_stats.psislw(-lw, r_eff=1, axis=-1)
+    low = lw.argmin(-1)[..., None]
+    shift = np.take_along_axis(lw, low, -1) - np.take_along_axis(smoothed, low, -1)
+    return smoothed + shift, np.asarray(khat, dtype=np.float64)
 
 
 def inference_data(
@@ -104,14 +143,30 @@ def inference_data(
         coords.update(image=list(images), latent=list(range(latent_dim)))
     if log_likelihood:
         coords["test_image"] = list(test_images)
-    return _arviz().from_dict(**groups, coords=coords, dims=dims)
+    if _legacy():
+        return _arviz().from_dict(**groups, coords=coords, dims=dims)
+    return _arviz().from_dict(groups, coords=coords, dims=dims)
 
 
 def posterior_summary(idata: az.InferenceData, var_name: str) -> list[dict[str, Any]]:
     """ArviZ's summary (mean, sd, 94 % HDI, ESS, R-hat) of one posterior variable, as rows
     ``{"image", "latent", "mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail",
     "r_hat"}``."""
-    table = _arviz().summary(idata, var_names=[var_name], kind="all", round_to="none")
+    if _legacy():
+        table = _arviz().summary(idata, var_names=[var_name], kind="all", round_to="none")
+    else:
+        table = (
+            _arviz()
+            .summary(
+                idata,
+                var_names=[var_name],
+                kind="all",
+                ci_kind="hdi",
+                ci_prob=0.94,
+                round_to="none",
+            )
+            .rename(columns=HDI_COLUMNS)
+        )
     draws = idata.posterior[var_name]
     rows = []
     for image in draws.coords["image"].values:
@@ -151,39 +206,58 @@ def save(idata: az.InferenceData, path: str | Path) -> None:
 
 
 def load(path: str | Path) -> az.InferenceData:
-    """Read an InferenceData written by :func:`save`."""
+    """Read a file written by :func:`save` (with either ArviZ line)."""
     return _arviz().from_netcdf(str(path))
 
 
-def save_posterior_overlay(idata: az.InferenceData, path: str | Path, max_panels: int = 12) -> None:
-    """Densities of NUTS against q(z|x), one panel per (image, latent) pair, up to
-    ``max_panels``."""
-    images = idata.posterior.coords["image"].values
-    latents = idata.posterior.coords["latent"].values
-    per_image = max(1, min(len(latents), max_panels // max(1, len(images))))
-    rows = max(1, min(len(images), max_panels // per_image))
-    shown = {"image": images[:rows], "latent": latents[:per_image]}
-    nuts, vi = (
-        idata.posterior[[name]].sel(shown).rename({name: "z"}) for name in ("z_nuts", "z_vi")
+def group_names(idata: Any) -> list[str]:
+    """The groups of a container :func:`inference_data` or :func:`load` made, e.g.
+    ``["posterior", "log_likelihood"]``."""
+    if hasattr(idata, "children"):  # an xarray DataTree (ArviZ 1.x)
+        return list(idata.children)
+    return list(idata.groups())
+
+
+def held_out_elpd(log_likelihood: Any) -> Any:
+    """An ArviZ ``ELPDData`` for held-out per-image log p(x_i), for ``arviz.compare``.
+
+    A held-out ELPD needs no leave-one-out: the images were not fitted, and each log p(x_i)
+    is already marginalised over z, so ``elpd_i = log p(x_i)`` and the whole ELPD is their sum
+    with standard error sqrt(n var_i). ``arviz.compare({name: held_out_elpd(values), ...})``
+    then gives each fit's difference to the best and its standard error (``dse``), with either
+    ArviZ line.
+
+    Args:
+        log_likelihood: Per image log p(x_i): a tensor, an array, or a ``log_likelihood``
+            variable of the file :func:`save` wrote (one chain, one draw).
+    """
+    import xarray as xr
+
+    values = np.asarray(getattr(log_likelihood, "values", log_likelihood), dtype=np.float64)
+    values = values.reshape(-1) if values.ndim != 1 else values
+    n = len(values)
+    elpd_i = xr.DataArray(values, dims=["test_image"], name="loo_i")
+    pareto_k = xr.DataArray(np.zeros(n), dims=["test_image"], name="pareto_k")
+    elpd, se = float(values.sum()), float(np.sqrt(n * values.var()))
+    if _legacy():
+        from arviz.stats.stats_utils import ELPDData
+
+        return ELPDData(
+            data=[elpd, se, 0.0, 1, n, False, elpd_i, pareto_k, "log", 0.7],
+            index=["elpd_loo", "se", "p_loo", "n_samples", "n_data_points", "warning",
+                   "loo_i", "pareto_k", "scale", "good_k"],
+        )  # fmt: skip
+    from arviz_stats.utils import ELPDData
+
+    return ELPDData(
+        elpd=elpd,
+        se=se,
+        p=0.0,
+        n_samples=1,
+        n_data_points=n,
+        scale="log",
+        warning=False,
+        good_k=0.7,
+        elpd_i=elpd_i,
+        pareto_k=pareto_k,
     )
-    axes = _arviz().plot_density(
-        [nuts, vi],
-        data_labels=["NUTS", "q(z|x)"],
-        var_names=["z"],
-        shade=0.2,
-        hdi_prob=0.94,
-        grid=(rows, per_image),
-        figsize=(2.8 * per_image, 2.4 * rows),
-        textsize=8,
-        show=False,
-    )
-    figure = np.atleast_1d(axes).ravel()[0].get_figure()
-    figure.subplots_adjust(hspace=0.6)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
-    _close(figure)
-
-
-def _close(figure: Any) -> None:
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)

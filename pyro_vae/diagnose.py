@@ -230,7 +230,9 @@ def diagnose(
             name: arviz_bridge.posterior_summary(idata, name) for name in ("z_nuts", "z_vi")
         }
         report["nuts"].update(arviz_bridge.convergence(report["nuts"]["summary"]["z_nuts"]))
-        arviz_bridge.save_posterior_overlay(idata, out / "nuts_vs_vi.png")
+        diagnostic_plots.save_posterior_overlay(
+            latent.nuts.samples, latent.variational, images, out / "nuts_vs_vi.png"
+        )
         pictures["NUTS against q(z|x), per image and latent dimension"] = "nuts_vs_vi.png"
     arviz_bridge.save(idata, out / "inference_data.nc")
 

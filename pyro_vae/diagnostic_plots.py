@@ -1,7 +1,5 @@
-"""Pictures of a diagnosis: k-hat per image, the worst images, collapse, aggregate posterior.
-
-The NUTS-against-q overlay is drawn by ArviZ (:func:`pyro_vae.arviz_bridge.save_posterior_overlay`).
-"""
+"""Pictures of a diagnosis: k-hat per image, the worst images, collapse, aggregate posterior,
+and NUTS against q(z|x) (histograms drawn with matplotlib, the same with either ArviZ line)."""
 
 from __future__ import annotations
 
@@ -84,3 +82,30 @@ def save_aggregate_posterior(
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def save_posterior_overlay(
+    nuts: torch.Tensor,
+    variational: torch.Tensor,
+    images: Sequence[int],
+    path: str | Path,
+    max_panels: int = 12,
+) -> None:
+    """Densities (histograms) of NUTS's and q(z|x)'s draws, one panel per (image, latent)
+    pair, up to ``max_panels``; both ``(chains, draws, images, latent_dim)``."""
+    nuts_draws, vi_draws = (t.detach().double().cpu().flatten(0, 1) for t in (nuts, variational))
+    latents = nuts_draws.shape[-1]
+    per_image = max(1, min(latents, max_panels // max(1, len(images))))
+    rows = max(1, min(len(images), max_panels // per_image))
+    fig = Figure(figsize=(2.8 * per_image, 2.4 * rows))
+    axes = fig.subplots(rows, per_image, squeeze=False)
+    for row in range(rows):
+        for col in range(per_image):
+            ax = axes[row][col]
+            for draws, label in ((nuts_draws, "NUTS"), (vi_draws, "q(z|x)")):
+                ax.hist(draws[:, row, col].numpy(), bins=30, density=True, alpha=0.5, label=label)
+            ax.set_title(f"image {images[row]}, z[{col}]", fontsize=8)
+            ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

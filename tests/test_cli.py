@@ -267,7 +267,7 @@ def test_weight_prior_gives_a_map_decoder(tmp_path):
     assert metrics["weight_prior"] == {
         "name": "normal",
         "options": {"scale": 0.5},
-        "decoder_estimate": "MAP",
+        "decoder_estimate": "max ELBO + log p(w)",
     }
     params = load_checkpoint(out / "checkpoint.pt")["fit"]["params"]
     # The AutoDelta holds the decoder's weights; the VAE's decoder has none of its own.

@@ -1,7 +1,9 @@
 """Diagnostics against exact answers: pPCA's posterior, marginal likelihood and collapse."""
 
+import inspect
 import math
 
+import numpy as np
 import pytest
 import torch
 from common import (
@@ -28,6 +30,9 @@ from pyro_vae.diagnostics import (
     vi_against_nuts,
 )
 from pyro_vae.errors import ConfigError
+
+#: k-hat of ArviZ 0.23's psislw on the log weights of test_psis_is_the_same_with_either_arviz_line.
+PSIS_KHAT_REFERENCE = [0.4117, 0.5550, 0.8351]
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +220,7 @@ def test_inference_data_groups_dims_and_netcdf_round_trip(tmp_path):
     idata = arviz_bridge.inference_data(
         nuts=nuts, variational=vi, images=[7, 9], log_likelihood=ll, test_images=range(10)
     )
-    assert set(idata.groups()) == {"posterior", "log_likelihood"}
+    assert set(arviz_bridge.group_names(idata)) == {"posterior", "log_likelihood"}
     assert idata.posterior["z_nuts"].dims == ("chain", "draw", "image", "latent")
     assert idata.posterior["z_vi"].shape == (3, 20, 2, 4)
     assert idata.log_likelihood["run-b"].dims == ("chain", "draw", "test_image")
@@ -248,3 +253,41 @@ def test_elpd_difference_and_its_standard_error():
     assert_close(rows[1]["dse"], math.sqrt(4 * 0.25))
     with pytest.raises(ConfigError, match="different numbers"):
         elpd_comparison({"a": a, "c": a[:3]})
+
+
+def test_arviz_compare_reproduces_our_elpd_differences_from_the_exported_file(tmp_path):
+    # The per-image log p(x_i) that diagnose writes, read back and handed to arviz.compare
+    # (whichever ArviZ line is installed) give our ELPD differences and their SE.
+    import arviz as az
+
+    torch.manual_seed(0)
+    per_image = {"a": torch.randn(40) - 100, "b": torch.randn(40) - 101, "c": torch.randn(40) - 99}
+    arviz_bridge.save(
+        arviz_bridge.inference_data(log_likelihood=per_image, test_images=range(40)),
+        tmp_path / "d.nc",
+    )
+    back = arviz_bridge.load(tmp_path / "d.nc")
+    params = inspect.signature(az.compare).parameters
+    unrounded = {"round_to": "none"} if "round_to" in params else {}
+    table = az.compare(
+        {name: arviz_bridge.held_out_elpd(back.log_likelihood[name]) for name in per_image},
+        **unrounded,  # ArviZ 1.x rounds its table unless told not to
+    )
+    for row in elpd_comparison(per_image):
+        assert abs(float(table.loc[row["fit"], "elpd_diff"])) == pytest.approx(
+            row["elpd_diff"], abs=1e-6
+        )
+        assert float(table.loc[row["fit"], "dse"]) == pytest.approx(row["dse"], abs=1e-6)
+    assert table.index[0] == "c"  # the best fit first
+
+
+def test_psis_is_the_same_with_either_arviz_line():
+    # Reference values: ArviZ 0.23's psislw(normalize=False) on these log weights (seeded
+    # normal draws); ArviZ 1.x's arviz_stats path must give the same k-hat and weights.
+    rng = np.random.default_rng(1)
+    lw = rng.normal(size=(3, 200)) * np.array([[0.5], [1.0], [2.0]])
+    smoothed, khat = arviz_bridge.pareto_smoothed(lw)
+    assert_close(khat, PSIS_KHAT_REFERENCE, atol=1e-3)
+    # smoothing keeps the body of the weights on the input's scale
+    body = lw < np.quantile(lw, 0.5, axis=-1, keepdims=True)
+    assert_close(smoothed[body], lw[body], atol=1e-9)

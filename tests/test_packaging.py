@@ -17,7 +17,7 @@ def test_wheel_installs_the_mapped_subpackages(tmp_path):
         REPO,
         source,
         ignore=shutil.ignore_patterns(
-            ".venv", ".git", "build", "runs", "*.egg-info", "__pycache__"
+            ".venv*", ".git", "build", "runs", "*.egg-info", "__pycache__"
         ),
     )
     build = subprocess.run(

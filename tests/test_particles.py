@@ -116,4 +116,4 @@ def test_train_with_a_weight_prior_and_particles(tmp_path):
     done = run_cli("train", *TINY, *args, "--out", str(out))
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["weight_prior"]["decoder_estimate"] == "MAP"
+    assert metrics["weight_prior"]["decoder_estimate"] == "max ELBO + log p(w)"
