@@ -307,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, or a usage error already printed in one line
         return int(done.code or 0)
     try:
+        if getattr(args, "out", None) is not None and not args.out.strip():
+            raise ConfigError("--out must name a folder, not an empty string")
         {"train": _train, "compare": _compare, "diagnose": _diagnose}[args.command](args)
     except PyroVAEError as err:
         print(f"pyro-vae: error: {err}", file=sys.stderr)
@@ -330,7 +332,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except Exception as err:  # noqa: BLE001 - the last line of defence: one line, and a log
+        print(f"pyro-vae: internal error: {_one_line(err)} ({_crash_log()})", file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def _crash_log() -> str:
+    """Write the traceback being handled to a new file; say where (or that it could not be)."""
+    import tempfile
+    import traceback
+
+    try:
+        handle, path = tempfile.mkstemp(prefix="pyro-vae-crash-", suffix=".log")
+        with open(handle, "w") as log:
+            log.write(traceback.format_exc())
+    except OSError:
+        return "no traceback log could be written"
+    return f"full traceback in {path}; please report it"
 
 
 def run() -> NoReturn:

@@ -293,3 +293,28 @@ def test_version(capsys):
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"pyro-vae {__version__}"
+
+
+def test_an_unexpected_error_is_one_line_and_a_traceback_log(capsys, monkeypatch):
+    import pyro_vae.cli as cli
+
+    def broken(args):
+        raise RuntimeError("something nobody foresaw\nsecond line")
+
+    monkeypatch.setattr(cli, "_train", broken)
+    assert main(["train", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "internal error: RuntimeError: something nobody foresaw (" in lines[0]
+    log = Path(lines[0].split("full traceback in ")[1].split(";")[0])
+    assert "Traceback" in log.read_text() and "something nobody foresaw" in log.read_text()
+    log.unlink()
+
+
+@pytest.mark.parametrize("command", [["train"], ["compare"], ["diagnose", "runs/none"]])
+def test_an_empty_out_is_refused(capsys, tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--out", "", "--quiet"]) == 2
+    assert "--out must name a folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written, no default folder made
