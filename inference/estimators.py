@@ -2,7 +2,7 @@
 
 The guide is traced under a plate of K particles (dim -2), the model is replayed on its draws,
 and each site's log-density is read per datapoint without plate or beta scaling, so every
-number is "nats per datapoint" whatever the training used (DESIGN.md trap 4). Particles and
+number is "nats per datapoint" whatever the training used. Particles and
 datapoints are processed in chunks so memory stays bounded for any K: by default as few
 datapoints per chunk as let all K draws of each fit under the cap, so the encoder runs about
 once per datapoint and the decoder does the work. With ``jit=True`` each chunk shape is traced

@@ -9,7 +9,7 @@ and a minibatch B of a data set of N gives ``(N/|B|) sum_{i in B} IWAE_K(x_i)`` 
 importance-weighted ELBO; K = 1 is the (beta-)ELBO.
 
 Pyro's ``RenyiELBO`` puts plate- and beta-*scaled* log-densities inside the logsumexp, which
-corrupts the bound under subsampling or ``poutine.scale`` (DESIGN.md trap 4). Here every site's
+corrupts the bound under subsampling or ``poutine.scale``. Here every site's
 log-density is read unscaled; the data plate's ``N/|B|`` factor and each latent site's beta are
 recovered from the site's recorded scale and applied where they belong.
 

@@ -45,8 +45,9 @@ def _require_weight_sites(vae: VAE, program: str) -> None:
 def _weights_and_encoder(vae: VAE, autoguide: type, **options: Any) -> AutoGuideList:
     """``autoguide`` over the decoder's weight sites, then the encoder guide, as one guide.
 
-    The autoguide sees the model with only the weight sites exposed (DESIGN.md trap 6); the
-    list is built on that model too, so it makes no data plate of its own (the encoder guide
+    The autoguide sees the model with only the weight sites exposed (an autoguide is not
+    amortized: it would otherwise also make a global site of every z_i); the list is built on
+    that model too, so it makes no data plate of its own (the encoder guide
     makes the one with the minibatch's subsample indices).
     """
     weights_model = poutine.block(vae.model, expose=list(vae.weight_sites))

@@ -1,17 +1,17 @@
 """An SVI objective's loss compiled with TorchScript tracing, for programs with local params.
 
-Pyro's ``JitTrace_ELBO`` looks its parameters up in the global param store, which holds none
-of ours (they are module-local, DESIGN.md traps 7-8). Tracing a small module that *owns* the
-program instead makes every parameter an attribute of the traced graph, so gradients reach the
-very tensors the optimizer holds. The trace records one run of model and guide, random draws
-included (each call draws afresh), and replaces Pyro's Python bookkeeping by a fixed graph:
-the per-step overhead that dominates small minibatches on a CPU.
+Pyro's ``JitTrace_ELBO`` looks its parameters up in the global param store, which holds none of
+ours (they are module-local). Tracing a small module that *owns* the program instead makes every
+parameter an attribute of the traced graph, so gradients reach the very tensors the optimizer
+holds. The trace records one run of model and guide, random draws included (each call draws
+afresh), and replaces Pyro's Python bookkeeping by a fixed graph: the per-step overhead that
+dominates small minibatches on a CPU.
 
 What a trace cannot keep: Python-level checks that depend on values. Distribution and shape
 validation run once, while tracing; afterwards a NaN shows up only as a non-finite loss, which
-:func:`~pyro_vae.inference.fit` flags. The program's structure must not depend on the data
-(true of every model here); each new minibatch shape (the last, smaller batch of an epoch) is
-traced once and cached.
+:func:`~pyro_vae.inference.fit` flags. The program's structure must not depend on the data (true
+of every model here); each new minibatch shape (the last, smaller batch of an epoch) is traced
+once and cached.
 
 ``torch.jit.trace`` is deprecated in favour of ``torch.compile``, which cannot yet follow Pyro's
 effect handlers without breaking the graph at every sample site; hence tracing, opt-in

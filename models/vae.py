@@ -35,7 +35,7 @@ def local_params(fn: Callable[..., T]) -> Callable[..., T]:
 
     Parameters then live in the modules (``state_dict``, ``.to(device)``, torch optimisers)
     instead of Pyro's global param store, so two models in one process never share a value
-    by name (DESIGN.md trap 7).
+    by name.
     """
 
     @functools.wraps(fn)

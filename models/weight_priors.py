@@ -2,7 +2,7 @@
 
 A weight prior turns every ``weight`` and ``bias`` of a network into a global latent site of
 the model, sampled once per model call outside the data plate. MLE and MAP then follow from
-the same model (DESIGN.md trap 5):
+the same model:
 
 - ``flat``: ``Normal(0, 1).mask(False)``, an improper flat prior; a point estimate under it
   (AutoDelta) is the maximum-likelihood estimate;

@@ -29,7 +29,7 @@ def assert_close(actual, expected, atol: float = 1e-6, rtol: float = 0.0, msg: s
     )
 
 
-# ----------------------------------------------------------------------------- pPCA (DESIGN §2)
+# ---------------------------------------------------------- pPCA (Tipping & Bishop 1999)
 
 
 def ppca_truth(dataset) -> tuple[torch.Tensor, torch.Tensor, float]:

@@ -1,5 +1,5 @@
 """The importance-weighted bound: K=1 is the ELBO, it rises with K to log p(x) on pPCA, and it
-stays per-datapoint under subsampling and beta (DESIGN.md trap 4)."""
+stays per-datapoint under subsampling and beta."""
 
 import pyro
 import pyro.distributions as dist
