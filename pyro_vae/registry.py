@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import math
+import typing
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -58,4 +60,46 @@ class Registry(dict[str, F], Generic[F]):
                 f"{self.kind} {name!r} does not take {', '.join(unknown)}; "
                 f"it takes: {', '.join(accepted) or 'no options'}"
             ) from None
+        check_option_types(f"{self.kind} {name!r}", factory, options)
         return factory(*args, **options)
+
+
+#: What each simple option type accepts, and how a refusal names it.
+_ACCEPTS: dict[type, tuple[Callable[[Any], bool], str]] = {
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    float: (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
+        "a finite number",
+    ),
+    str: (lambda v: isinstance(v, str), "text"),
+}
+
+
+def option_types(factory: Callable) -> dict[str, tuple[type, bool]]:
+    """The options of ``factory`` declared (annotated) as bool, int, float or str, each with
+    whether ``None`` is accepted too (``int | None``)."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        hints = typing.get_type_hints(target)
+    except (NameError, TypeError):  # an annotation that does not resolve: nothing to check
+        return {}
+    declared = {}
+    for name, hint in hints.items():
+        args = set(typing.get_args(hint)) or {hint}
+        optional = type(None) in args
+        simple = [a for a in args if a in _ACCEPTS]
+        if len(simple) == 1 and len(args) == 1 + optional:
+            declared[name] = (simple[0], optional)
+    return declared
+
+
+def check_option_types(what: str, factory: Callable, options: dict[str, Any]) -> None:
+    """Refuse an option whose value is not of its declared type, in one line naming both."""
+    declared = option_types(factory)
+    for name, value in options.items():
+        if name not in declared or (value is None and declared[name][1]):
+            continue
+        accepts, words = _ACCEPTS[declared[name][0]]
+        if not accepts(value):
+            raise ConfigError(f"{what} option {name} takes {words}, not {value!r}")
