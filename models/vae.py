@@ -21,6 +21,7 @@ from pyro import poutine
 from pyro.nn import PyroModule, pyro_method
 
 from pyro_vae.errors import ConfigError
+from pyro_vae.validate import check_allocation
 
 from .likelihoods import LIKELIHOODS, Likelihood
 from .networks import Decoder, Encoder
@@ -210,6 +211,23 @@ class VAE(PyroModule):
         return self.prior.latent_dim
 
 
+def mlp_vae_parameters(
+    data_dim: int, latent_dim: int, hidden: Sequence[int], gated: bool = False
+) -> int:
+    """How many numbers the encoder and decoder of :func:`build_vae` hold (gated layers have two
+    weight matrices), counted before anything is allocated."""
+    per_layer = 2 if gated else 1
+
+    def body(widths: Sequence[int]) -> int:
+        return sum(per_layer * (a * b + b) for a, b in zip(widths, widths[1:], strict=False))
+
+    last = hidden[-1] if hidden else data_dim
+    encoder = body([data_dim, *hidden]) + 2 * (last * latent_dim + latent_dim)
+    first = hidden[0] if hidden else latent_dim
+    decoder = body([latent_dim, *hidden[::-1]]) + first * data_dim + data_dim
+    return encoder + decoder
+
+
 def build_vae(
     data_dim: int,
     latent_dim: int = 20,
@@ -244,6 +262,11 @@ def build_vae(
             :data:`~pyro_vae.models.networks.LAYERS`.
     """
     hidden = tuple(hidden)
+    check_allocation(
+        f"an MLP VAE {data_dim}-{'-'.join(map(str, hidden))}{'-' if hidden else ''}{latent_dim} "
+        "with gradients and optimizer state",
+        4 * mlp_vae_parameters(data_dim, latent_dim, hidden, gated=layer == "gated"),
+    )
     encoder = Encoder(data_dim, latent_dim, hidden, layer)
     context = PriorContext(encoder=encoder, data=data, num_classes=num_classes)
     return VAE(

@@ -29,7 +29,7 @@ from .data import BINARIZATIONS, TEST_BINARIZATION_SEED, load_dataset
 from .diagnostics import MIN_IS_SAMPLES, elpd_comparison, pareto_diagnostics, posterior_collapse
 from .errors import ConfigError
 from .training import TRAIN_ELBO_SAMPLES, check_out_dir, make_out_dir, versions
-from .validate import nonnegative_int, positive_int
+from .validate import check_allocation, nonnegative_int, positive_int
 
 #: Every method, in the order a reader meets them.
 ALL_METHODS = (
@@ -368,6 +368,11 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
     data = load_dataset(config.base.dataset, config.base.data_dir)
     binarize = BINARIZATIONS[config.base.binarize]
     num_test = min(config.num_test or len(data.test_x), len(data.test_x))
+    if config.base.is_samples >= MIN_IS_SAMPLES:  # every fit keeps its log weights for k-hat
+        check_allocation(
+            f"K = {config.base.is_samples} log weights for each of {num_test} test images",
+            num_test * config.base.is_samples,
+        )
     test_x = binarize.fixed(data.test_x[:num_test].to(device))
     test_y = None if data.test_y is None else data.test_y[:num_test].to(device)
     train_x = data.train_x.to(device)

@@ -33,7 +33,7 @@ from .diagnostics import (
 from .errors import CheckpointError, ConfigError
 from .runs import Run, load_run
 from .training import check_out_dir, make_out_dir, versions
-from .validate import nonnegative_int, positive_int
+from .validate import check_allocation, nonnegative_int, positive_int
 
 #: Images shown as the worst by k-hat.
 WORST_SHOWN = 8
@@ -66,6 +66,10 @@ class DiagnoseConfig:
                 f"is_samples must be at least {MIN_IS_SAMPLES} for Pareto k-hat, not "
                 f"{self.is_samples}"
             )
+        check_allocation(
+            f"K = {self.is_samples} log weights for each of up to {self.num_test} test images",
+            self.num_test * self.is_samples,
+        )
         if self.nuts_images and self.nuts_chains < 2:
             raise ConfigError("nuts_chains must be at least 2 (R-hat compares chains)")
 
