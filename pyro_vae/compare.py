@@ -397,7 +397,7 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
             f"batch_size {config.base.batch_size} exceeds the {len(data.train_x)} training images"
         )
 
-    make_out_dir(out)
+    lock = make_out_dir(out)  # noqa: F841 - held until this function returns
     write_json(out / "config.json", config.to_dict())
     k = config.base.is_samples
     rows: list[dict[str, Any]] = []

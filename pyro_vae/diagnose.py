@@ -130,7 +130,7 @@ def diagnose(
     x = run.test_x[rows]
     y = None if run.test_y is None else run.test_y[rows]
     vae = run.vae
-    make_out_dir(out)
+    lock = make_out_dir(out)  # noqa: F841 - held until this function returns
     report: dict[str, Any] = {
         "run": str(run.folder),
         "dataset": run.config.dataset,

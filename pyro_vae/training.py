@@ -9,13 +9,14 @@ mid-epoch), the last ``keep_checkpoints`` tagged checkpoints ``checkpoint-e0005.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 import sys
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyro
 import torch
@@ -49,6 +50,8 @@ RESUMABLE_CHANGES = (
     "jit",
     "compile",
 )
+#: The lock file that marks a run folder as taken by a running process.
+LOCK_NAME = ".lock"
 #: Draws per training image for the reported train ELBO.
 TRAIN_ELBO_SAMPLES = 10
 
@@ -67,7 +70,7 @@ def check_out_dir(out: Path, resume: bool, resumable: bool = True) -> None:
         if not os.access(out, os.W_OK):
             raise ConfigError(f"output folder {str(out)!r} is not writable")
         return
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         advice = "choose a new one or add --resume" if resumable else "choose a new --out"
         raise ConfigError(f"output folder {str(out)!r} already holds files; {advice}")
     parent = out
@@ -77,14 +80,33 @@ def check_out_dir(out: Path, resume: bool, resumable: bool = True) -> None:
         raise ConfigError(f"cannot create output folder {str(out)!r}: {parent} is not writable")
 
 
-def make_out_dir(out: Path) -> None:
-    """Create the output folder, or say in one line why it cannot be (e.g. under /proc)."""
+def make_out_dir(out: Path, resume: bool = False) -> IO[str]:
+    """Create the output folder and take it for this process alone; return the lock to hold.
+
+    The lock is an advisory ``fcntl`` lock on ``out/.lock``, held while the returned file is
+    open: the kernel releases it when the process ends, however it ends. A folder another
+    pyro-vae process holds is refused in one line; so is one that another process filled
+    between the checks and the lock (unless resuming). Also says in one line why a folder cannot
+    be created (e.g. under /proc).
+    """
     try:
         out.mkdir(parents=True, exist_ok=True)
+        lock = open(out / LOCK_NAME, "a")  # noqa: SIM115 - held open for the whole run
     except OSError as err:
         raise ConfigError(
             f"cannot create output folder {str(out)!r}: {err.strerror or err}"
         ) from err
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise ConfigError(
+            f"output folder {str(out)!r} is in use by another pyro-vae process; wait for it "
+            "to finish or choose another --out"
+        ) from None
+    if not resume:
+        check_out_dir(out, resume=False, resumable=False)  # nobody filled it meanwhile
+    return lock
 
 
 def resume_config(out_dir: str | Path, **changes: Any) -> TrainConfig:
@@ -196,7 +218,7 @@ def train(
         torch.manual_seed(config.seed + 7919 * workers.rank)
 
     if workers.is_main:
-        make_out_dir(out)
+        lock = make_out_dir(out, resume)  # noqa: F841 - held until train returns
         write_json(out / "config.json", config_dict)
 
     def checkpoint(result: FitResult, fit_state: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from pyro_vae.cli import main
 from pyro_vae.runs import load_run
 
 RUN_FILES = {
+    ".lock",
     "config.json",
     "metrics.json",
     "checkpoint.pt",

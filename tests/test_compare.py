@@ -41,6 +41,7 @@ TINY_METHOD_OPTIONS = [
     "iwae.particles=3",
 ]
 OUTPUTS = {
+    ".lock",
     "config.json",
     "results.md",
     "results.csv",

@@ -33,6 +33,7 @@ QUICK = [
     "--quiet",
 ]
 OUTPUTS = {
+    ".lock",
     "report.md",
     "diagnostics.json",
     "inference_data.nc",

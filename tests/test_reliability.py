@@ -1,5 +1,7 @@
 """Real training processes killed and stopped: the run folder always resumes, exactly."""
 
+import fcntl
+import json
 import signal
 import subprocess
 import sys
@@ -110,3 +112,43 @@ def test_sigint_and_sigterm_save_mid_epoch_and_resume_exactly(tmp_path, referenc
     _, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr
     assert_same(final_params(out), reference)
+
+
+def _train(out, *args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "pyro_vae", "train", *RUN, *args, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_writers_started_together_one_is_refused(tmp_path):
+    out = tmp_path / "run"
+    runs = [_train(out, "--seed", str(seed)) for seed in (1, 2)]
+    results = [(run.wait(timeout=300), run.communicate()[1]) for run in runs]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    assert len(refused.strip().splitlines()) == 1 and "Traceback" not in refused
+    config = json.loads((out / "config.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert config["seed"] == metrics["seed"]
+
+
+def test_a_resume_is_refused_while_the_run_goes_on(tmp_path):
+    out = tmp_path / "run"
+    first = _train(out, "--epochs", "400")
+    try:
+        wait_for(out / "checkpoint.pt", first)
+        second = run_cli("train", "--resume", "--epochs", "401", "--quiet", "--out", str(out))
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.strip().splitlines() == [
+            f"pyro-vae: error: output folder '{out}' is in use by another pyro-vae process; "
+            "wait for it to finish or choose another --out"
+        ]
+    finally:
+        first.kill()
+        first.communicate()
+    # a killed writer holds nothing: the lock is free again
+    with open(out / ".lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
