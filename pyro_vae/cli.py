@@ -326,16 +326,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 128 + (stop.signal_number or signal.SIGINT)
     except KeyboardInterrupt:
-        print(
-            "pyro-vae: interrupted; the last finished epoch is in the run's checkpoint.pt "
-            "(continue with --resume)",
-            file=sys.stderr,
-        )
+        print(f"pyro-vae: interrupted; {_what_was_saved(args)}", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - the last line of defence: one line, and a log
         print(f"pyro-vae: internal error: {_one_line(err)} ({_crash_log()})", file=sys.stderr)
         return 1
     return 0
+
+
+def _what_was_saved(args: argparse.Namespace) -> str:
+    """What an interrupted command leaves to continue from: a checkpoint only ``train`` writes,
+    and only once an epoch has finished."""
+    from .checkpoint import latest_checkpoint
+
+    if args.command == "train" and args.out:
+        checkpoint = latest_checkpoint(args.out)
+        if checkpoint.is_file():
+            return f"the last finished epoch is in {checkpoint} (continue with --resume)"
+        return "no epoch had finished, so no checkpoint was written"
+    return f"{args.command} keeps no partial results; run it again"
 
 
 def _one_line(err: BaseException) -> str:

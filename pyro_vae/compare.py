@@ -397,66 +397,69 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
             f"batch_size {config.base.batch_size} exceeds the {len(data.train_x)} training images"
         )
 
-    lock = make_out_dir(out)  # noqa: F841 - held until this function returns
-    write_json(out / "config.json", config.to_dict())
-    k = config.base.is_samples
-    rows: list[dict[str, Any]] = []
-    per_image: list[torch.Tensor | None] = []
-    shown: dict[str, MethodResult] = {}
-    histories: dict[str, list[float]] = {}
-    for (prior, seed), problem in problems.items():
-        done: dict[str, MethodResult] = {}
-        for method, runner in runners.items():
-            result = runner(problem, reference=done.get("vae"))
-            done[method] = result
-            row, values = _row(result, prior, seed, train_fixed, train_y, test_x, test_y, k)
-            rows.append(row)
-            per_image.append(values)
-            if progress:
-                nll = f"test NLL {row['test_nll']:.2f}" if "test_nll" in row else "done"
-                print(
-                    f"pyro-vae compare: {method}, prior {prior}, seed {seed}: {nll} "
-                    f"({result.wall_time:.0f} s fitting)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            label = method if len(config.priors) == 1 else f"{method} / {prior}"
-            if seed == config.seeds[0]:
-                if result.vae is not None:
-                    shown[label] = result
-                if result.history.losses:
-                    histories[label] = result.history.losses
+    lock = make_out_dir(out)
+    try:
+        write_json(out / "config.json", config.to_dict())
+        k = config.base.is_samples
+        rows: list[dict[str, Any]] = []
+        per_image: list[torch.Tensor | None] = []
+        shown: dict[str, MethodResult] = {}
+        histories: dict[str, list[float]] = {}
+        for (prior, seed), problem in problems.items():
+            done: dict[str, MethodResult] = {}
+            for method, runner in runners.items():
+                result = runner(problem, reference=done.get("vae"))
+                done[method] = result
+                row, values = _row(result, prior, seed, train_fixed, train_y, test_x, test_y, k)
+                rows.append(row)
+                per_image.append(values)
+                if progress:
+                    nll = f"test NLL {row['test_nll']:.2f}" if "test_nll" in row else "done"
+                    print(
+                        f"pyro-vae compare: {method}, prior {prior}, seed {seed}: {nll} "
+                        f"({result.wall_time:.0f} s fitting)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                label = method if len(config.priors) == 1 else f"{method} / {prior}"
+                if seed == config.seeds[0]:
+                    if result.vae is not None:
+                        shown[label] = result
+                    if result.history.losses:
+                        histories[label] = result.history.losses
 
-    _add_elpd(rows, per_image)
-    pictures = ["loss.png", "nll.png"]
-    plots.save_loss_curves(histories, out / "loss.png")
-    plots.save_nll_bars(rows, out / "nll.png")
-    if data.image_shape is not None and shown:
-        plots.save_samples_by_method(
-            {k: r.vae for k, r in shown.items()},
-            data.image_shape,
-            out / "samples.png",
-            num_classes=None if data.train_y is None else int(data.train_y.max()) + 1,
-        )
-        plots.save_reconstructions_by_method(
-            {k: r.vae for k, r in shown.items()},
-            test_x,
-            data.image_shape,
-            out / "reconstructions.png",
-        )
-        pictures += ["samples.png", "reconstructions.png"]
-    summary = {"num_train": len(data.train_x), "num_test": num_test}
-    results = {
-        "units": "nats per datapoint",
-        "dataset": config.base.dataset,
-        "binarization": config.base.binarize,
-        **summary,
-        "rows": rows,
-        "pictures": pictures,
-        "versions": versions(),
-        "device": str(device),
-    }
-    write_json(out / "results.json", results)
-    _write_csv(out / "results.csv", rows)
-    write_text(out / "results.md", _report(config, rows, summary, pictures))
-    return results
+        _add_elpd(rows, per_image)
+        pictures = ["loss.png", "nll.png"]
+        plots.save_loss_curves(histories, out / "loss.png")
+        plots.save_nll_bars(rows, out / "nll.png")
+        if data.image_shape is not None and shown:
+            plots.save_samples_by_method(
+                {k: r.vae for k, r in shown.items()},
+                data.image_shape,
+                out / "samples.png",
+                num_classes=None if data.train_y is None else int(data.train_y.max()) + 1,
+            )
+            plots.save_reconstructions_by_method(
+                {k: r.vae for k, r in shown.items()},
+                test_x,
+                data.image_shape,
+                out / "reconstructions.png",
+            )
+            pictures += ["samples.png", "reconstructions.png"]
+        summary = {"num_train": len(data.train_x), "num_test": num_test}
+        results = {
+            "units": "nats per datapoint",
+            "dataset": config.base.dataset,
+            "binarization": config.base.binarize,
+            **summary,
+            "rows": rows,
+            "pictures": pictures,
+            "versions": versions(),
+            "device": str(device),
+        }
+        write_json(out / "results.json", results)
+        _write_csv(out / "results.csv", rows)
+        write_text(out / "results.md", _report(config, rows, summary, pictures))
+        return results
+    finally:
+        lock.close()

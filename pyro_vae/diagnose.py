@@ -130,122 +130,131 @@ def diagnose(
     x = run.test_x[rows]
     y = None if run.test_y is None else run.test_y[rows]
     vae = run.vae
-    lock = make_out_dir(out)  # noqa: F841 - held until this function returns
-    report: dict[str, Any] = {
-        "run": str(run.folder),
-        "dataset": run.config.dataset,
-        "binarization": run.config.binarize,
-        "epochs": run.epochs,
-        "units": "nats per image",
-        "test_images": rows.tolist(),
-        "config": asdict(config),
-    }
-    pictures: dict[str, str] = {}
-
-    _say(progress, f"importance sampling, K={config.is_samples}, {len(x)} images")
-    torch.manual_seed(config.seed)  # every fit is scored with the same random numbers
-    importance = importance_diagnostics(vae, x, y, num_samples=config.is_samples)
-    report["importance"] = importance.summary()
-    worst = importance.worst(WORST_SHOWN)
-    report["importance"]["worst_images"] = [
-        {"test_image": int(rows[i]), "khat": importance.khat[i].item()} for i in worst
-    ]
-    report["importance"]["per_image"] = {
-        "log_likelihood": importance.log_likelihood.tolist(),
-        "psis_log_likelihood": importance.psis_log_likelihood.tolist(),
-        "khat": [k if k > float("-inf") else None for k in importance.khat.tolist()],
-    }
-    diagnostic_plots.save_khat(importance.khat, out / "khat.png")
-    pictures["k-hat per image"] = "khat.png"
-    if run.data.image_shape is not None:
-        diagnostic_plots.save_worst_images(
-            x[worst], vae.reconstruct(x[worst]), run.data.image_shape, out / "worst_images.png"
-        )
-        pictures["images with the largest k-hat, and their reconstructions"] = "worst_images.png"
-
-    _say(progress, "posterior collapse and the aggregate posterior")
-    collapse = posterior_collapse(vae, x, y)
-    aggregate = aggregate_posterior(vae, x, y)
-    report["collapse"] = {
-        **collapse.summary(),
-        "mutual_information": aggregate.mutual_information,
-    }
-    report["aggregate_posterior"] = aggregate.summary()
-    diagnostic_plots.save_collapse(collapse, out / "collapse.png")
-    diagnostic_plots.save_aggregate_posterior(aggregate, collapse.activity, out / "aggregate.png")
-    pictures["activity and KL per latent dimension"] = "collapse.png"
-    pictures["aggregate posterior q(z) against the prior p(z)"] = "aggregate.png"
-
-    if config.gap_images:
-        count = min(config.gap_images, len(x))
-        _say(progress, f"amortization gap on {count} images ({config.gap_steps} steps of q*)")
-        chosen = evenly_spaced(len(x), count).to(x.device)
-        gaps = inference_gaps(
-            vae,
-            x[chosen],
-            None if y is None else y[chosen],
-            steps=config.gap_steps,
-            num_samples=config.is_samples,
-        )
-        report["gaps"] = gaps.summary()
-
-    idata_groups: dict[str, Any] = {}
-    if config.nuts_images:
-        chosen = evenly_spaced(len(x), min(config.nuts_images, len(x))).tolist()
-        _say(
-            progress,
-            f"NUTS on {len(chosen)} images, {config.nuts_chains} chains x "
-            f"({config.nuts_warmup} + {config.nuts_draws}) steps",
-        )
-        latent = vi_against_nuts(
-            vae,
-            x,
-            y,
-            images=chosen,
-            chains=config.nuts_chains,
-            draws=config.nuts_draws,
-            warmup=config.nuts_warmup,
-            seed=config.seed,
-        )
-        images = [int(rows[i]) for i in chosen]
-        idata_groups.update(nuts=latent.nuts.samples, variational=latent.variational, images=images)
-        differences = latent.differences()
-        report["nuts"] = {
-            "images": images,
-            "seconds": latent.nuts.seconds,
-            **latent.gap_summary(),
-            "per_dimension": {k: v.tolist() for k, v in differences.items()},
+    lock = make_out_dir(out)
+    try:
+        report: dict[str, Any] = {
+            "run": str(run.folder),
+            "dataset": run.config.dataset,
+            "binarization": run.config.binarize,
+            "epochs": run.epochs,
+            "units": "nats per image",
+            "test_images": rows.tolist(),
+            "config": asdict(config),
         }
+        pictures: dict[str, str] = {}
 
-    _say(progress, "model comparison")
-    fits = {_fit_name(run.folder, ()): importance.log_likelihood}
-    for other in others:
-        torch.manual_seed(config.seed)  # common random numbers: a run against itself ties
-        fits[_fit_name(other.folder, fits)] = importance_diagnostics(
-            other.vae, x, y, num_samples=config.is_samples
-        ).log_likelihood
-    report["elpd"] = elpd_comparison(fits)
-
-    idata = arviz_bridge.inference_data(
-        **idata_groups, log_likelihood=fits, test_images=rows.tolist()
-    )
-    if config.nuts_images:
-        report["nuts"]["summary"] = {
-            name: arviz_bridge.posterior_summary(idata, name) for name in ("z_nuts", "z_vi")
+        _say(progress, f"importance sampling, K={config.is_samples}, {len(x)} images")
+        torch.manual_seed(config.seed)  # every fit is scored with the same random numbers
+        importance = importance_diagnostics(vae, x, y, num_samples=config.is_samples)
+        report["importance"] = importance.summary()
+        worst = importance.worst(WORST_SHOWN)
+        report["importance"]["worst_images"] = [
+            {"test_image": int(rows[i]), "khat": importance.khat[i].item()} for i in worst
+        ]
+        report["importance"]["per_image"] = {
+            "log_likelihood": importance.log_likelihood.tolist(),
+            "psis_log_likelihood": importance.psis_log_likelihood.tolist(),
+            "khat": [k if k > float("-inf") else None for k in importance.khat.tolist()],
         }
-        report["nuts"].update(arviz_bridge.convergence(report["nuts"]["summary"]["z_nuts"]))
-        diagnostic_plots.save_posterior_overlay(
-            latent.nuts.samples, latent.variational, images, out / "nuts_vs_vi.png"
-        )
-        pictures["NUTS against q(z|x), per image and latent dimension"] = "nuts_vs_vi.png"
-    arviz_bridge.save(idata, out / "inference_data.nc")
+        diagnostic_plots.save_khat(importance.khat, out / "khat.png")
+        pictures["k-hat per image"] = "khat.png"
+        if run.data.image_shape is not None:
+            diagnostic_plots.save_worst_images(
+                x[worst], vae.reconstruct(x[worst]), run.data.image_shape, out / "worst_images.png"
+            )
+            pictures["images with the largest k-hat, and their reconstructions"] = (
+                "worst_images.png"
+            )
 
-    report["pictures"] = pictures
-    report["versions"] = versions()
-    write_json(out / "diagnostics.json", report)
-    write_text(out / "report.md", render_report(report))
-    _say(progress, f"report in {out / 'report.md'}")
-    return report
+        _say(progress, "posterior collapse and the aggregate posterior")
+        collapse = posterior_collapse(vae, x, y)
+        aggregate = aggregate_posterior(vae, x, y)
+        report["collapse"] = {
+            **collapse.summary(),
+            "mutual_information": aggregate.mutual_information,
+        }
+        report["aggregate_posterior"] = aggregate.summary()
+        diagnostic_plots.save_collapse(collapse, out / "collapse.png")
+        diagnostic_plots.save_aggregate_posterior(
+            aggregate, collapse.activity, out / "aggregate.png"
+        )
+        pictures["activity and KL per latent dimension"] = "collapse.png"
+        pictures["aggregate posterior q(z) against the prior p(z)"] = "aggregate.png"
+
+        if config.gap_images:
+            count = min(config.gap_images, len(x))
+            _say(progress, f"amortization gap on {count} images ({config.gap_steps} steps of q*)")
+            chosen = evenly_spaced(len(x), count).to(x.device)
+            gaps = inference_gaps(
+                vae,
+                x[chosen],
+                None if y is None else y[chosen],
+                steps=config.gap_steps,
+                num_samples=config.is_samples,
+            )
+            report["gaps"] = gaps.summary()
+
+        idata_groups: dict[str, Any] = {}
+        if config.nuts_images:
+            chosen = evenly_spaced(len(x), min(config.nuts_images, len(x))).tolist()
+            _say(
+                progress,
+                f"NUTS on {len(chosen)} images, {config.nuts_chains} chains x "
+                f"({config.nuts_warmup} + {config.nuts_draws}) steps",
+            )
+            latent = vi_against_nuts(
+                vae,
+                x,
+                y,
+                images=chosen,
+                chains=config.nuts_chains,
+                draws=config.nuts_draws,
+                warmup=config.nuts_warmup,
+                seed=config.seed,
+            )
+            images = [int(rows[i]) for i in chosen]
+            idata_groups.update(
+                nuts=latent.nuts.samples, variational=latent.variational, images=images
+            )
+            differences = latent.differences()
+            report["nuts"] = {
+                "images": images,
+                "seconds": latent.nuts.seconds,
+                **latent.gap_summary(),
+                "per_dimension": {k: v.tolist() for k, v in differences.items()},
+            }
+
+        _say(progress, "model comparison")
+        fits = {_fit_name(run.folder, ()): importance.log_likelihood}
+        for other in others:
+            torch.manual_seed(config.seed)  # common random numbers: a run against itself ties
+            fits[_fit_name(other.folder, fits)] = importance_diagnostics(
+                other.vae, x, y, num_samples=config.is_samples
+            ).log_likelihood
+        report["elpd"] = elpd_comparison(fits)
+
+        idata = arviz_bridge.inference_data(
+            **idata_groups, log_likelihood=fits, test_images=rows.tolist()
+        )
+        if config.nuts_images:
+            report["nuts"]["summary"] = {
+                name: arviz_bridge.posterior_summary(idata, name) for name in ("z_nuts", "z_vi")
+            }
+            report["nuts"].update(arviz_bridge.convergence(report["nuts"]["summary"]["z_nuts"]))
+            diagnostic_plots.save_posterior_overlay(
+                latent.nuts.samples, latent.variational, images, out / "nuts_vs_vi.png"
+            )
+            pictures["NUTS against q(z|x), per image and latent dimension"] = "nuts_vs_vi.png"
+        arviz_bridge.save(idata, out / "inference_data.nc")
+
+        report["pictures"] = pictures
+        report["versions"] = versions()
+        write_json(out / "diagnostics.json", report)
+        write_text(out / "report.md", render_report(report))
+        _say(progress, f"report in {out / 'report.md'}")
+        return report
+    finally:
+        lock.close()
 
 
 def _f(value: float | None, digits: int = 2) -> str:

@@ -83,6 +83,11 @@ def load_run(folder: str | Path, *, device: str | None = None, data_dir: str | N
         raise CheckpointError(f"{path} lacks the config or fit state") from None
     if device is not None:
         saved["device"] = device
+    elif str(saved.get("device", "cpu")).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"the run in {folder} was trained on {saved['device']}, and no CUDA GPU is "
+            "available here; evaluate it on the CPU with --device cpu"
+        )
     if data_dir is not None:
         saved["data_dir"] = data_dir
     try:

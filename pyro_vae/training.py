@@ -217,124 +217,132 @@ def train(
     if workers.distributed:  # each worker draws its own z's
         torch.manual_seed(config.seed + 7919 * workers.rank)
 
-    if workers.is_main:
-        lock = make_out_dir(out, resume)  # noqa: F841 - held until train returns
-        write_json(out / "config.json", config_dict)
+    lock = make_out_dir(out, resume) if workers.is_main else None
+    try:
+        if workers.is_main:
+            write_json(out / "config.json", config_dict)
 
-    def checkpoint(result: FitResult, fit_state: dict[str, Any]) -> None:
-        if not workers.is_main:
-            return
-        step = fit_state.get("position", {}).get("step", 0)
-        save_rotating(
-            out,
-            {"config": config_dict, "fit": fit_state},
-            checkpoint_tag(result.epochs, step),
-            config.keep_checkpoints,
-        )
-
-    with stop_on_signals() as stop:
-        try:
-            result = fit(
-                program,
-                train_x,
-                train_y,
-                config=svi_config,
-                binarization=config.binarize,
-                seed=config.seed,
-                state=state,
-                on_epoch=checkpoint,
-                should_stop=(lambda: workers.any(stop(), device)) if workers.distributed else stop,
-                workers=workers,
-                progress=progress,
+        def checkpoint(result: FitResult, fit_state: dict[str, Any]) -> None:
+            if not workers.is_main:
+                return
+            step = fit_state.get("position", {}).get("step", 0)
+            save_rotating(
+                out,
+                {"config": config_dict, "fit": fit_state},
+                checkpoint_tag(result.epochs, step),
+                config.keep_checkpoints,
             )
-        except TrainingInterrupted as interrupted:
-            interrupted.signal_number = stop.signal_number
-            interrupted.checkpoint = out / CHECKPOINT_NAME
-            raise
-        finally:
-            leave(workers)
-    if not workers.is_main:  # evaluation, pictures and metrics are rank 0's
-        return {}
 
-    if vae.weight_sites:
-        vae.fix_weights(program.point_weights())
-    start = time.perf_counter()
-    vae.eval()
-    train_eval = evaluate(
-        vae,
-        train_fixed,
-        train_y,
-        num_samples=TRAIN_ELBO_SAMPLES,
-        jit=config.jit,
-        compile=config.compile,
-    )
-    test_eval = evaluate(
-        vae,
-        test_fixed,
-        test_y,
-        num_samples=config.is_samples,
-        jit=config.jit,
-        compile=config.compile,
-    )
-    test_summary = test_eval.summary()
-    eval_seconds = time.perf_counter() - start
+        with stop_on_signals() as stop:
+            try:
+                result = fit(
+                    program,
+                    train_x,
+                    train_y,
+                    config=svi_config,
+                    binarization=config.binarize,
+                    seed=config.seed,
+                    state=state,
+                    on_epoch=checkpoint,
+                    should_stop=(lambda: workers.any(stop(), device))
+                    if workers.distributed
+                    else stop,
+                    workers=workers,
+                    progress=progress,
+                )
+            except TrainingInterrupted as interrupted:
+                interrupted.signal_number = stop.signal_number
+                interrupted.checkpoint = out / CHECKPOINT_NAME
+                raise
+            finally:
+                leave(workers)
+        if not workers.is_main:  # evaluation, pictures and metrics are rank 0's
+            return {}
 
-    pictures = ["loss.png"]
-    plots.save_loss_curve(result.losses, out / "loss.png", test_summary["elbo"], result.betas)
-    plots.save_latent_scatter(vae, test_fixed, test_y, out / "latent.png")
-    pictures.append("latent.png")
-    if data.image_shape is not None:
-        plots.save_reconstructions(vae, test_fixed, data.image_shape, out / "reconstructions.png")
-        sample_labels = (
-            torch.arange(num_classes, device=device).repeat_interleave(8)
-            if vae.prior.needs_labels
-            else None
-        )
-        plots.save_samples(
+        if vae.weight_sites:
+            vae.fix_weights(program.point_weights())
+        start = time.perf_counter()
+        vae.eval()
+        train_eval = evaluate(
             vae,
-            data.image_shape,
-            out / "samples.png",
-            labels=sample_labels,
-            num=64 if sample_labels is None else len(sample_labels),
+            train_fixed,
+            train_y,
+            num_samples=TRAIN_ELBO_SAMPLES,
+            jit=config.jit,
+            compile=config.compile,
         )
-        pictures += ["reconstructions.png", "samples.png"]
+        test_eval = evaluate(
+            vae,
+            test_fixed,
+            test_y,
+            num_samples=config.is_samples,
+            jit=config.jit,
+            compile=config.compile,
+        )
+        test_summary = test_eval.summary()
+        eval_seconds = time.perf_counter() - start
 
-    metrics = {
-        "units": "nats per datapoint",
-        "dataset": config.dataset,
-        "data": {**data.info, "num_train": len(train_x), "num_test": len(test_x)},
-        "binarization": {
-            "mode": config.binarize,
-            "test_seed": TEST_BINARIZATION_SEED if binarize.name == "dynamic" else None,
-        },
-        "likelihood": {"name": config.likelihood, "options": config.likelihood_options},
-        "weight_prior": {
-            "name": config.weight_prior,
-            "options": config.weight_prior_options,
-            "decoder_estimate": "max ELBO (variational EM)"
-            if config.weight_prior == "flat"
-            else "max ELBO + log p(w)",
-        },
-        "prior": {
-            "name": config.prior,
-            "options": config.prior_options,
-            "kl_estimator": kl_estimator,
-            **_label_marginal(test_eval.label_classes),
-        },
-        "seed": config.seed,
-        "device": str(device),
-        "workers": workers.world_size,
-        "epochs": result.epochs,
-        "train": {
-            "loss_per_epoch": result.losses,
-            "kl_weight_per_epoch": result.betas,
-            "elbo": train_eval.summary()["elbo"],
-            "elbo_samples": TRAIN_ELBO_SAMPLES,
-        },
-        "test": test_summary,
-        "wall_time_s": {"train": result.wall_time, "evaluation": eval_seconds},
-        "pictures": pictures,
-        "versions": versions(),
-    }
-    write_json(out / "metrics.json", metrics)
-    return metrics
+        pictures = ["loss.png"]
+        plots.save_loss_curve(result.losses, out / "loss.png", test_summary["elbo"], result.betas)
+        plots.save_latent_scatter(vae, test_fixed, test_y, out / "latent.png")
+        pictures.append("latent.png")
+        if data.image_shape is not None:
+            plots.save_reconstructions(
+                vae, test_fixed, data.image_shape, out / "reconstructions.png"
+            )
+            sample_labels = (
+                torch.arange(num_classes, device=device).repeat_interleave(8)
+                if vae.prior.needs_labels
+                else None
+            )
+            plots.save_samples(
+                vae,
+                data.image_shape,
+                out / "samples.png",
+                labels=sample_labels,
+                num=64 if sample_labels is None else len(sample_labels),
+            )
+            pictures += ["reconstructions.png", "samples.png"]
+
+        metrics = {
+            "units": "nats per datapoint",
+            "dataset": config.dataset,
+            "data": {**data.info, "num_train": len(train_x), "num_test": len(test_x)},
+            "binarization": {
+                "mode": config.binarize,
+                "test_seed": TEST_BINARIZATION_SEED if binarize.name == "dynamic" else None,
+            },
+            "likelihood": {"name": config.likelihood, "options": config.likelihood_options},
+            "weight_prior": {
+                "name": config.weight_prior,
+                "options": config.weight_prior_options,
+                "decoder_estimate": "max ELBO (variational EM)"
+                if config.weight_prior == "flat"
+                else "max ELBO + log p(w)",
+            },
+            "prior": {
+                "name": config.prior,
+                "options": config.prior_options,
+                "kl_estimator": kl_estimator,
+                **_label_marginal(test_eval.label_classes),
+            },
+            "seed": config.seed,
+            "device": str(device),
+            "workers": workers.world_size,
+            "epochs": result.epochs,
+            "train": {
+                "loss_per_epoch": result.losses,
+                "kl_weight_per_epoch": result.betas,
+                "elbo": train_eval.summary()["elbo"],
+                "elbo_samples": TRAIN_ELBO_SAMPLES,
+            },
+            "test": test_summary,
+            "wall_time_s": {"train": result.wall_time, "evaluation": eval_seconds},
+            "pictures": pictures,
+            "versions": versions(),
+        }
+        write_json(out / "metrics.json", metrics)
+        return metrics
+    finally:
+        if lock is not None:
+            lock.close()

@@ -319,3 +319,22 @@ def test_an_empty_out_is_refused(capsys, tmp_path, monkeypatch, command):
     assert main([*command, "--out", "", "--quiet"]) == 2
     assert "--out must name a folder" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # nothing written, no default folder made
+
+
+def test_an_interrupt_names_only_what_was_saved(capsys, monkeypatch, tmp_path):
+    import pyro_vae.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_train", interrupted)
+    monkeypatch.setattr(cli, "_diagnose", interrupted)
+    assert main(["train", "--out", str(tmp_path / "new"), "--quiet"]) == 130
+    assert "no epoch had finished, so no checkpoint was written" in capsys.readouterr().err
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "checkpoint.pt").write_bytes(b"")
+    assert main(["train", "--out", str(tmp_path / "old"), "--quiet"]) == 130
+    assert f"is in {tmp_path / 'old' / 'checkpoint.pt'} (continue" in capsys.readouterr().err
+    assert main(["diagnose", str(tmp_path / "old"), "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "diagnose keeps no partial results" in err and "--resume" not in err

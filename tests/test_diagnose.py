@@ -100,7 +100,7 @@ def test_diagnose_writes_every_output(runs, capsys):
         "Model comparison",
     ):
         assert heading in text
-    for picture in OUTPUTS - {"report.md", "diagnostics.json", "inference_data.nc"}:
+    for picture in OUTPUTS - {".lock", "report.md", "diagnostics.json", "inference_data.nc"}:
         assert f"]({picture})" in text
 
 
@@ -212,3 +212,15 @@ def test_bad_options_are_refused(runs, tmp_path, capsys):
     line = _refused(capsys, run, "--out", str(full))
     assert "already holds files; choose a new --out" in line and "--resume" not in line
     assert (full / "mine.txt").read_text() == "keep"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_gpu_run_on_a_machine_without_one_says_so(capsys, runs, tmp_path):
+    run = tmp_path / "gpu-run"
+    shutil.copytree(runs / "a", run)
+    checkpoint = load_checkpoint(run / "checkpoint.pt")
+    checkpoint["config"]["device"] = "cuda"
+    save_checkpoint(run / "checkpoint.pt", {k: v for k, v in checkpoint.items() if k != "format"})
+    line = _refused(capsys, str(run), "--out", str(tmp_path / "d"))
+    assert "was trained on cuda, and no CUDA GPU is available here" in line
+    assert "--device cpu" in line and "incompatible" not in line
