@@ -14,7 +14,7 @@ from pyro_vae.cli import _key_value
 from pyro_vae.config import TrainConfig, check_device
 from pyro_vae.diagnose import DiagnoseConfig
 from pyro_vae.errors import ConfigError, UnknownNameError
-from pyro_vae.validate import nonnegative_int, positive_float, positive_int
+from pyro_vae.validate import MAX_INT, nonnegative_int, positive_float, positive_int
 
 settings.register_profile("pyro-vae", max_examples=60, deadline=None)
 settings.load_profile("pyro-vae")
@@ -48,7 +48,10 @@ def refused_in_one_line(call, *args, **kwargs):
 
 @given(ANYTHING)
 def test_positive_int(value):
-    if is_int(value) and value > 0:
+    if is_int(value) and value > MAX_INT:
+        message = refused_in_one_line(positive_int, "epochs", value)
+        assert message == f"epochs must be at most 2^31 - 1 = {MAX_INT}, not {value}"
+    elif is_int(value) and value > 0:
         positive_int("epochs", value)
     else:
         message = refused_in_one_line(positive_int, "epochs", value)
@@ -57,7 +60,11 @@ def test_positive_int(value):
 
 @given(ANYTHING)
 def test_nonnegative_int(value):
-    if is_int(value) and value >= 0:
+    if is_int(value) and value > MAX_INT:
+        assert "seed must be at most 2^31 - 1" in refused_in_one_line(
+            nonnegative_int, "seed", value
+        )
+    elif is_int(value) and value >= 0:
         nonnegative_int("seed", value)
     else:
         assert "seed must be a non-negative integer" in refused_in_one_line(
@@ -77,7 +84,9 @@ def test_positive_float(value):
 
 @given(st.sampled_from(["epochs", "batch_size", "latent_dim", "is_samples", "particles"]), ANYTHING)
 def test_train_config_sizes(field, value):
-    if is_int(value) and value > 0:
+    if is_int(value) and value > MAX_INT:
+        assert "at most 2^31 - 1" in refused_in_one_line(TrainConfig, **{field: value})
+    elif is_int(value) and value > 0:
         if field == "batch_size" or value < 10**6:
             TrainConfig(**{field: value})
     else:
