@@ -223,11 +223,11 @@ def _point_estimate_svi(problem: Problem, method: str) -> SVIConfig:
     return replace(svi, objective="elbo")
 
 
-def _refuse_encoder_prior(problem: Problem, method: str) -> None:
-    if problem.latent_prior().uses_encoder:
+def _refuse_encoder_prior(prior: Prior, method: str) -> None:
+    if prior.uses_encoder:
         raise ConfigError(
-            f"{method} has no encoder while fitting, and the {problem.model.prior} prior is "
-            "built from one; choose another prior"
+            f"{method} has no encoder while fitting, and the {prior.name} prior is built from "
+            "one; choose another prior"
         )
 
 
@@ -236,11 +236,11 @@ def _refuse_kl_weight(problem: Problem, method: str, why: str) -> None:
         raise ConfigError(f"{method} {why}: beta and warm-up do not apply")
 
 
-def _refuse_learnable_prior(problem: Problem, method: str, why: str) -> None:
-    if problem.latent_prior().learnable:
+def _refuse_learnable_prior(prior: Prior, method: str, why: str) -> None:
+    if prior.learnable:
         raise ConfigError(
-            f"{method} {why}, so the learnable {problem.model.prior} prior cannot be fitted "
-            "with it; choose a fixed prior (standard-normal, laplace, student-t)"
+            f"{method} {why}, so the learnable {prior.name} prior cannot be fitted with it; "
+            "choose a fixed prior (standard-normal, laplace, student-t)"
         )
 
 
@@ -325,7 +325,8 @@ def importance_weighted(particles: int = 5) -> Runner:
 def _pairs(name: str, flat_latent: bool, default_weight_prior: str) -> Runner:
     def check(problem: Problem) -> None:
         _point_estimate_svi(problem, name)
-        _refuse_encoder_prior(problem, name)
+        prior = problem.latent_prior()  # built once for both prior checks
+        _refuse_encoder_prior(prior, name)
         _refuse_kl_weight(problem, name, "is a joint point estimate of z and the weights")
         weight_prior = _weight_prior(problem, default_weight_prior)
         if flat_latent and weight_prior != "flat":
@@ -339,7 +340,7 @@ def _pairs(name: str, flat_latent: bool, default_weight_prior: str) -> Runner:
             if flat_latent
             else "has no maximum under a learned prior (it can collapse onto one z_i)"
         )
-        _refuse_learnable_prior(problem, name, why)
+        _refuse_learnable_prior(prior, name, why)
 
     def run(problem: Problem, reference: MethodResult | None) -> MethodResult:
         start = time.perf_counter()
@@ -375,7 +376,8 @@ def mle_prior_mc(particles: int = 10) -> Runner:
     name = "mle-prior-mc"
 
     def check(problem: Problem) -> None:
-        _refuse_encoder_prior(problem, name)
+        prior = problem.latent_prior()  # built once for both prior checks
+        _refuse_encoder_prior(prior, name)
         if _weight_prior(problem, "flat") != "flat":
             raise ConfigError(f"{name} is maximum likelihood: its weight prior must be flat")
         _refuse_kl_weight(problem, name, "has no KL term")
@@ -384,7 +386,7 @@ def mle_prior_mc(particles: int = 10) -> Runner:
                 f"{name} sets its own number of prior draws: use its particles option, "
                 f"not particles={problem.svi.num_particles}"
             )
-        _refuse_learnable_prior(problem, name, "draws z from the prior and never fits it")
+        _refuse_learnable_prior(prior, name, "draws z from the prior and never fits it")
 
     def run(problem: Problem, reference: MethodResult | None) -> MethodResult:
         start = time.perf_counter()

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import pyro.infer
-import torch
 from pyro.infer import ELBO
 from pyro.poutine.messenger import Messenger
 
@@ -72,11 +71,6 @@ class LocalParticlesELBO:
         return self._one.differentiable_loss(
             mean(model), mean(guide), *args, **{**kwargs, "particles": k}
         )
-
-    def loss(self, model, guide, *args: Any, **kwargs: Any) -> float:
-        """The loss as a float, without gradients."""
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
 
 
 @OBJECTIVES.register("elbo")
