@@ -65,6 +65,7 @@ class Problem:
         nuts_labels: Their labels.
         seed: Seed of initialisation, data order and binarization.
         progress: Show progress bars.
+        num_classes: Classes the labels come from (default: the largest label + 1).
     """
 
     x: torch.Tensor
@@ -79,13 +80,12 @@ class Problem:
     nuts_labels: torch.Tensor | None = None
     seed: int = 0
     progress: bool = False
+    num_classes: int | None = None
 
     def __post_init__(self) -> None:
         nonnegative_int("proposal_epochs", self.proposal_epochs)
-
-    @property
-    def num_classes(self) -> int | None:
-        return None if self.labels is None else int(self.labels.max()) + 1
+        if self.labels is not None and self.num_classes is None:
+            self.num_classes = int(self.labels.max()) + 1
 
     def latent_prior(self) -> Prior:
         """The model's latent prior p(z), built to read its declared capabilities."""

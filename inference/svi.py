@@ -24,6 +24,7 @@ from pyro_vae.validate import nonnegative_int, positive_float, positive_int
 from . import rng_state
 from .compiled_loss import CompiledLoss
 from .distributed import Workers
+from .fit_state import check_fit_state
 from .objectives import OBJECTIVES
 from .optimizers import OPTIMIZERS
 from .traced_loss import TracedLoss
@@ -214,26 +215,12 @@ def fit(
         raise DataError("the training data contain NaN or infinite values")
     elbo = OBJECTIVES.build(config.objective, config.num_particles)
     step_loss = _step_loss(elbo, program, num_data, config)
-    gen = torch.Generator(device=x.device).manual_seed(seed)
     fixed_x = binarize.fixed(x) if not binarize.resample else None
-
-    with torch.no_grad():  # create lazily built parameters (autoguides) before the optimizer
-        program.guide(
-            x[:1],
-            None if labels is None else labels[:1],
-            num_data=num_data,
-            indices=torch.zeros(1, dtype=torch.long, device=x.device),
-        )
-    params = [p for p in program.parameters() if p.requires_grad]
-    optimizer = OPTIMIZERS.build(config.optimizer, params, config.lr)
-    result = FitResult()
-    position = None
+    params, optimizer, gen = _optimizer_and_generator(program, x, labels, config, seed)
+    steps_per_epoch = math.ceil(len(workers.shard(torch.arange(num_data))) / batch)
+    result, position = FitResult(), None
     if state is not None:
-        program.load_state_dict(state["params"])
-        optimizer.load_state_dict(state["optimizer"])
-        rng_state.restore(gen, state["rng"])
-        result = FitResult(**state["history"])
-        position = state.get("position")
+        result, position = _load_state(program, optimizer, gen, state, steps_per_epoch)
 
     def full_state(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
@@ -244,7 +231,6 @@ def fit(
             **(extra or {}),
         }
 
-    steps_per_epoch = math.ceil(len(workers.shard(torch.arange(num_data))) / batch)
     bar = tqdm(
         total=config.epochs * steps_per_epoch,
         initial=result.epochs * steps_per_epoch + (position["step"] if position else 0),
@@ -330,6 +316,60 @@ def fit(
     finally:
         bar.close()
     return result
+
+
+def _optimizer_and_generator(
+    program: Program,
+    x: torch.Tensor,
+    labels: torch.Tensor | None,
+    config: SVIConfig,
+    seed: int,
+) -> tuple[list[torch.Tensor], torch.optim.Optimizer, torch.Generator]:
+    """The trainable parameters (lazily built ones created first), their optimizer, and the
+    generator of data order and binarization."""
+    with torch.no_grad():  # create lazily built parameters (autoguides) before the optimizer
+        program.guide(
+            x[:1],
+            None if labels is None else labels[:1],
+            num_data=x.shape[0],
+            indices=torch.zeros(1, dtype=torch.long, device=x.device),
+        )
+    params = [p for p in program.parameters() if p.requires_grad]
+    optimizer = OPTIMIZERS.build(config.optimizer, params, config.lr)
+    return params, optimizer, torch.Generator(device=x.device).manual_seed(seed)
+
+
+def _load_state(
+    program: Program,
+    optimizer: torch.optim.Optimizer,
+    gen: torch.Generator,
+    state: dict[str, Any],
+    steps_per_epoch: int,
+) -> tuple[FitResult, dict[str, Any] | None]:
+    """Check ``state`` against this fit, then load it; returns the history and position."""
+    check_fit_state(state, program, optimizer, gen, FitResult, steps_per_epoch)
+    program.load_state_dict(state["params"])
+    optimizer.load_state_dict(state["optimizer"])
+    rng_state.restore(gen, state["rng"])
+    return FitResult(**state["history"]), state.get("position")
+
+
+def check_resume_state(
+    program: Program,
+    x: torch.Tensor,
+    labels: torch.Tensor | None,
+    state: Any,
+    *,
+    config: SVIConfig,
+    workers: Workers | None = None,
+) -> None:
+    """Raise :class:`~pyro_vae.errors.CheckpointError` unless :func:`fit` can resume from
+    ``state`` with these arguments. Loads nothing into the program and writes nothing."""
+    workers = workers or Workers()
+    _, optimizer, gen = _optimizer_and_generator(program, x, labels, config, seed=0)
+    batch = config.batch_size // workers.world_size
+    steps_per_epoch = math.ceil(len(workers.shard(torch.arange(x.shape[0]))) / batch)
+    check_fit_state(state, program, optimizer, gen, FitResult, steps_per_epoch)
 
 
 def _invalid_from_divergence(message: str, params: list[torch.Tensor]) -> bool:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .checkpoint import write_file
+
 if TYPE_CHECKING:
     import arviz as az
 
@@ -202,7 +204,7 @@ def convergence(draws: torch.Tensor | list[dict[str, Any]]) -> dict[str, float]:
 
 def save(idata: az.InferenceData, path: str | Path) -> None:
     """Write ``idata`` as netCDF (readable with ``arviz.from_netcdf``)."""
-    idata.to_netcdf(str(path))
+    write_file(path, lambda name: idata.to_netcdf(name))
 
 
 def load(path: str | Path) -> az.InferenceData:

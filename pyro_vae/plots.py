@@ -6,15 +6,26 @@ state, no display needed).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
 
 from pyro_vae.models import VAE
 
+from .checkpoint import write_bytes
 from .data import evenly_spaced
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> None:
+    """Render ``fig`` in the format its file name says, and write it atomically, never
+    through a link."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
+    write_bytes(path, buffer.getvalue())
 
 
 def make_grid(*args, **kwargs):
@@ -24,11 +35,14 @@ def make_grid(*args, **kwargs):
     return make_grid(*args, **kwargs)
 
 
-def save_image(*args, **kwargs) -> None:
-    """``torchvision.utils.save_image``, imported on first use."""
+def save_image(images: torch.Tensor, path: str | Path, **kwargs: Any) -> None:
+    """``torchvision.utils.save_image`` (imported on first use) as a PNG, written atomically
+    and never through a link."""
     from torchvision.utils import save_image
 
-    save_image(*args, **kwargs)
+    buffer = io.BytesIO()
+    save_image(images, buffer, format="png", **kwargs)
+    write_bytes(path, buffer.getvalue())
 
 
 def _as_images(x: torch.Tensor, image_shape: Sequence[int]) -> torch.Tensor:
@@ -93,7 +107,7 @@ def save_latent_scatter(
     ax.set_ylabel(f"{axis} 2")
     ax.set_title("latent space of the test data")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def save_loss_curve(
@@ -117,7 +131,7 @@ def save_loss_curve(
     ax.set_ylabel("nats per datapoint")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def save_image_rows(
@@ -133,7 +147,7 @@ def save_image_rows(
         ax.set_yticks([])
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.tight_layout(pad=0.3)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def save_samples_by_method(
@@ -180,7 +194,7 @@ def save_loss_curves(histories: dict[str, Sequence[float]], path: str | Path) ->
     ax.set_title("each method's own objective (not comparable across methods)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def save_nll_bars(rows: Sequence[dict], path: str | Path) -> None:
@@ -204,4 +218,4 @@ def save_nll_bars(rows: Sequence[dict], path: str | Path) -> None:
         ax.set_ylim(low - 0.1 * (high - low + 1), high + 0.1 * (high - low + 1) + max(sds))
     ax.set_ylabel("test NLL, nats per image (lower is better)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)

@@ -11,11 +11,12 @@ from typing import NamedTuple
 
 import torch
 
+from pyro_vae.inference.fit_state import check_trained_params
 from pyro_vae.inference.programs import PointWeights
-from pyro_vae.inference.svi import Program
+from pyro_vae.inference.svi import FitResult, Program
 from pyro_vae.models import VAE
 
-from .checkpoint import latest_checkpoint, load_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint, run_parts
 from .config import TrainConfig, check_device
 from .data import BINARIZATIONS, Dataset, load_dataset
 from .errors import CheckpointError, ConfigError
@@ -74,13 +75,8 @@ def load_run(folder: str | Path, *, device: str | None = None, data_dir: str | N
     if not folder.is_dir():
         raise CheckpointError(f"run folder {str(folder)!r} does not exist")
     path = latest_checkpoint(folder)
-    checkpoint = load_checkpoint(path)
-    try:
-        saved = dict(checkpoint["config"])
-        state = checkpoint["fit"]
-        params, epochs = state["params"], len(state["history"]["losses"])
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{path} lacks the config or fit state") from None
+    saved, state = run_parts(load_checkpoint(path), path)
+    saved = dict(saved)
     if device is not None:
         saved["device"] = device
     elif str(saved.get("device", "cpu")).startswith("cuda") and not torch.cuda.is_available():
@@ -93,9 +89,7 @@ def load_run(folder: str | Path, *, device: str | None = None, data_dir: str | N
     try:
         config = TrainConfig.from_dict(saved)
     except ConfigError as err:
-        raise CheckpointError(
-            f"the run in {folder} was written by an incompatible pyro-vae version: {err}"
-        ) from None
+        raise CheckpointError(f"{path} holds a config this pyro-vae cannot read: {err}") from None
     dev = check_device(config.device)
     data = load_dataset(config.dataset, config.data_dir)
     binarize = BINARIZATIONS[config.binarize]
@@ -103,17 +97,15 @@ def load_run(folder: str | Path, *, device: str | None = None, data_dir: str | N
     test_x = binarize.fixed(data.test_x.to(dev))
     train_y = None if data.train_y is None else data.train_y.to(dev)
     test_y = None if data.test_y is None else data.test_y.to(dev)
-    num_classes = None if train_y is None else int(train_y.max()) + 1
+    num_classes = data.num_classes
     vae, program = build_program(config, train_x, num_classes)
     with torch.no_grad():  # create lazily built autoguide parameters before loading
         program.guide(train_x[:1], None if train_y is None else train_y[:1])
     try:
-        program.load_state_dict({k: v.to(dev) for k, v in params.items()})
-    except (RuntimeError, AttributeError) as err:
-        first = str(err).strip().splitlines()[0]
-        raise CheckpointError(
-            f"the checkpoint in {folder} does not fit the model its config describes ({first})"
-        ) from None
+        epochs = check_trained_params(state, program, FitResult)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    program.load_state_dict({k: v.to(dev) for k, v in state["params"].items()})
     if vae.weight_sites:
         vae.fix_weights(program.point_weights())
     vae.eval()

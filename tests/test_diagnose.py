@@ -170,14 +170,14 @@ def test_bad_run_folders_are_refused(runs, tmp_path, capsys):
         checkpoint["config"]["new_setting"] = 1
 
     run = _broken_copy(runs, tmp_path, future_setting)
-    assert "incompatible pyro-vae version" in _refused(capsys, str(run), *out)
+    assert "holds a config this pyro-vae cannot read" in _refused(capsys, str(run), *out)
     shutil.rmtree(run)
 
     def other_architecture(checkpoint):
         checkpoint["config"]["hidden"] = [32]
 
     run = _broken_copy(runs, tmp_path, other_architecture)
-    assert "does not fit the model" in _refused(capsys, str(run), *out)
+    assert "does not fit this run: parameter" in _refused(capsys, str(run), *out)
     shutil.rmtree(run)
 
     def future_version(checkpoint):
