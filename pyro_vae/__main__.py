@@ -1,5 +1,5 @@
-import sys
+"""``python -m pyro_vae``: the same as the ``pyro-vae`` command."""
 
-from .cli import main
+from .cli import run
 
-sys.exit(main())
+run()

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any, NoReturn
 
 from . import smoke
@@ -301,50 +302,67 @@ def _diagnose(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 a system error such as a full disk, 2 bad
-    input, 128 + signal number when SIGINT or SIGTERM stopped a run after saving it)."""
+    input, 128 + signal number when SIGINT or SIGTERM stopped it)."""
+    args = None
     try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as done:  # --help, or a usage error already printed in one line
-        return int(done.code or 0)
-    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as done:  # --help, or a usage error already printed in one line
+            return int(done.code or 0)
         if getattr(args, "out", None) is not None and not args.out.strip():
             raise ConfigError("--out must name a folder, not an empty string")
         {"train": _train, "compare": _compare, "diagnose": _diagnose}[args.command](args)
-    except PyroVAEError as err:
-        print(f"pyro-vae: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # a full disk, a vanished folder: say so without a traceback
-        print(f"pyro-vae: error: {err}", file=sys.stderr)
-        return 1
-    except TrainingInterrupted as stop:
-        name = signal.Signals(stop.signal_number).name if stop.signal_number else "request"
-        print(
-            f"pyro-vae: stopped by {name} in epoch {stop.epoch} after step {stop.step}; "
-            f"state saved in {stop.checkpoint or 'the checkpoint'} "
-            "(continue with --resume)",
-            file=sys.stderr,
-        )
-        return 128 + (stop.signal_number or signal.SIGINT)
-    except KeyboardInterrupt:
-        print(f"pyro-vae: interrupted; {_what_was_saved(args)}", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - the last line of defence: one line, and a log
-        print(f"pyro-vae: internal error: {_one_line(err)} ({_crash_log()})", file=sys.stderr)
-        return 1
+    except BaseException as err:  # noqa: BLE001 - every ending is one line and an exit code
+        return _report(err, args)
     return 0
 
 
-def _what_was_saved(args: argparse.Namespace) -> str:
-    """What an interrupted command leaves to continue from: a checkpoint only ``train`` writes,
-    and only once an epoch has finished."""
-    from .checkpoint import latest_checkpoint
+def _report(err: BaseException, args: argparse.Namespace | None) -> int:
+    """Say in one line how the command ended; return its exit code."""
+    from .signals import signal_received
 
+    if isinstance(err, TrainingInterrupted):
+        name = signal.Signals(err.signal_number).name if err.signal_number else "request"
+        print(
+            f"pyro-vae: stopped by {name} in epoch {err.epoch} after step {err.step}; "
+            f"state saved in {err.checkpoint or 'the checkpoint'} (continue with --resume)",
+            file=sys.stderr,
+        )
+        return 128 + (err.signal_number or signal.SIGINT)
+    received = getattr(err, "signal_number", None) or signal_received()
+    if isinstance(err, KeyboardInterrupt) or received:  # also what an interrupted import broke
+        number = received or signal.SIGINT
+        print(
+            f"pyro-vae: interrupted by {signal.Signals(number).name}; {_what_was_saved(args)}",
+            file=sys.stderr,
+        )
+        return 128 + number
+    if isinstance(err, PyroVAEError):
+        print(f"pyro-vae: error: {err}", file=sys.stderr)
+        return 2
+    if isinstance(err, OSError):  # a full disk, a vanished folder: say so without a traceback
+        print(f"pyro-vae: error: {err}", file=sys.stderr)
+        return 1
+    if not isinstance(err, Exception):  # SystemExit and the like keep their meaning
+        raise err
+    print(f"pyro-vae: internal error: {_one_line(err)} ({_crash_log()})", file=sys.stderr)
+    return 1
+
+
+def _what_was_saved(args: argparse.Namespace | None) -> str:
+    """What an interrupted command leaves to continue from: a checkpoint only ``train`` writes,
+    and only once an epoch has finished. Imports nothing (an import may be what was cut)."""
+    if args is None:
+        return "nothing was written"
     if args.command == "train" and args.out:
-        checkpoint = latest_checkpoint(args.out)
-        if checkpoint.is_file():
-            return f"the last finished epoch is in {checkpoint} (continue with --resume)"
-        return "no epoch had finished, so no checkpoint was written"
-    return f"{args.command} keeps no partial results; run it again"
+        folder = Path(args.out)
+        checkpoints = sorted(folder.glob("checkpoint-*.pt"))
+        checkpoint = folder / "checkpoint.pt"
+        if checkpoint.is_file() or checkpoints:
+            where = checkpoint if checkpoint.is_file() else checkpoints[-1]
+            return f"the last finished epoch is in {where} (continue with --resume)"
+        return "no epoch had finished, so nothing was kept"
+    return f"{args.command} keeps no partial results, so nothing was kept; run it again"
 
 
 def _one_line(err: BaseException) -> str:
@@ -367,5 +385,20 @@ def _crash_log() -> str:
 
 
 def run() -> NoReturn:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point: SIGINT and SIGTERM give one line from the first moment.
+
+    During start-up (importing torch and Pyro) a signal is held until the imports are done, so
+    that it never leaves a half-imported library; from then on it interrupts at once.
+    """
+    from .signals import deferred_signals, ignore_signals, raise_on_signals
+
+    try:
+        with deferred_signals():
+            import pyro  # noqa: F401 - torch, NumPy and Pyro, imported whole
+    except KeyboardInterrupt as stop:
+        code = _report(stop, None)
+    else:
+        raise_on_signals()
+        code = main()
+    ignore_signals()  # the line is said; a late signal must not add a traceback while exiting
+    sys.exit(code)

@@ -31,8 +31,8 @@ from .diagnostics import (
     vi_against_nuts,
 )
 from .errors import CheckpointError, ConfigError
+from .run_folder import check_out_dir, claimed_out_dir, versions
 from .runs import Run, load_run
-from .training import check_out_dir, make_out_dir, versions
 from .validate import check_allocation, nonnegative_int, positive_int
 
 #: Images shown as the worst by k-hat.
@@ -130,8 +130,7 @@ def diagnose(
     x = run.test_x[rows]
     y = None if run.test_y is None else run.test_y[rows]
     vae = run.vae
-    lock = make_out_dir(out)
-    try:
+    with claimed_out_dir(out):
         report: dict[str, Any] = {
             "run": str(run.folder),
             "dataset": run.config.dataset,
@@ -253,8 +252,6 @@ def diagnose(
         write_text(out / "report.md", render_report(report))
         _say(progress, f"report in {out / 'report.md'}")
         return report
-    finally:
-        lock.close()
 
 
 def _f(value: float | None, digits: int = 2) -> str:

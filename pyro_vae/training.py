@@ -9,20 +9,20 @@ mid-epoch), the last ``keep_checkpoints`` tagged checkpoints ``checkpoint-e0005.
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import os
-import platform
 import sys
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pyro
 import torch
 
 from pyro_vae.inference import FitResult, evaluate, fit
 from pyro_vae.inference.distributed import leave, workers_from_environment
+from pyro_vae.inference.svi import check_resume_state
 
 from . import plots
 from .checkpoint import (
@@ -31,12 +31,14 @@ from .checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     read_json,
+    run_parts,
     save_rotating,
     write_json,
 )
 from .config import TrainConfig, check_device
 from .data import BINARIZATIONS, TEST_BINARIZATION_SEED, load_dataset
 from .errors import CheckpointError, ConfigError, TrainingInterrupted
+from .run_folder import check_out_dir, claimed_out_dir, versions
 from .runs import build_program
 from .signals import stop_on_signals
 
@@ -50,63 +52,8 @@ RESUMABLE_CHANGES = (
     "jit",
     "compile",
 )
-#: The lock file that marks a run folder as taken by a running process.
-LOCK_NAME = ".lock"
 #: Draws per training image for the reported train ELBO.
 TRAIN_ELBO_SAMPLES = 10
-
-
-def check_out_dir(out: Path, resume: bool, resumable: bool = True) -> None:
-    """Refuse an output folder that is a file, not writable, or (unless resuming) not empty.
-
-    ``resumable``: whether the command has ``--resume`` to suggest for an occupied folder.
-    """
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output folder {str(out)!r} is a file")
-    if resume:
-        for path in (out / "config.json", latest_checkpoint(out)):
-            if not path.is_file():
-                raise CheckpointError(f"cannot resume: {path} does not exist")
-        if not os.access(out, os.W_OK):
-            raise ConfigError(f"output folder {str(out)!r} is not writable")
-        return
-    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
-        advice = "choose a new one or add --resume" if resumable else "choose a new --out"
-        raise ConfigError(f"output folder {str(out)!r} already holds files; {advice}")
-    parent = out
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ConfigError(f"cannot create output folder {str(out)!r}: {parent} is not writable")
-
-
-def make_out_dir(out: Path, resume: bool = False) -> IO[str]:
-    """Create the output folder and take it for this process alone; return the lock to hold.
-
-    The lock is an advisory ``fcntl`` lock on ``out/.lock``, held while the returned file is
-    open: the kernel releases it when the process ends, however it ends. A folder another
-    pyro-vae process holds is refused in one line; so is one that another process filled
-    between the checks and the lock (unless resuming). Also says in one line why a folder cannot
-    be created (e.g. under /proc).
-    """
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        lock = open(out / LOCK_NAME, "a")  # noqa: SIM115 - held open for the whole run
-    except OSError as err:
-        raise ConfigError(
-            f"cannot create output folder {str(out)!r}: {err.strerror or err}"
-        ) from err
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        lock.close()
-        raise ConfigError(
-            f"output folder {str(out)!r} is in use by another pyro-vae process; wait for it "
-            "to finish or choose another --out"
-        ) from None
-    if not resume:
-        check_out_dir(out, resume=False, resumable=False)  # nobody filled it meanwhile
-    return lock
 
 
 def resume_config(out_dir: str | Path, **changes: Any) -> TrainConfig:
@@ -130,16 +77,26 @@ def _label_marginal(classes: int | None) -> dict[str, str]:
     }
 
 
-def versions() -> dict[str, str]:
-    """Versions of Python and the libraries a result depends on."""
-    import torchvision
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "pyro": pyro.__version__,
-    }
+def _resume_state(out: Path, config_dict: dict[str, Any], device: torch.device) -> Any:
+    """The fit state saved in ``out``, after checking that its config may be resumed as
+    ``config_dict`` asks (only :data:`RESUMABLE_CHANGES` may differ)."""
+    path = latest_checkpoint(out)
+    saved_dict, state = run_parts(load_checkpoint(path, map_location=device), path)
+    try:
+        saved = TrainConfig.from_dict(saved_dict).to_dict()
+    except ConfigError as err:
+        raise CheckpointError(f"{path} holds a config this pyro-vae cannot read: {err}") from None
+    differ = [
+        f.name
+        for f in fields(TrainConfig)
+        if f.name not in RESUMABLE_CHANGES and saved[f.name] != config_dict[f.name]
+    ]
+    if differ:
+        raise CheckpointError(
+            f"the checkpoint in {out} was made with other settings ({', '.join(differ)}); "
+            f"on --resume only {', '.join(RESUMABLE_CHANGES)} may change"
+        )
+    return state
 
 
 def train(
@@ -161,22 +118,7 @@ def train(
     check_out_dir(out, resume)
     workers.barrier()  # every worker has checked the folder before the first one writes
     config_dict = config.to_dict()
-    state = None
-    if resume:
-        checkpoint = load_checkpoint(latest_checkpoint(out), map_location=device)
-        saved = TrainConfig.from_dict(checkpoint["config"]).to_dict()
-        wanted = config_dict
-        differ = [
-            f.name
-            for f in fields(TrainConfig)
-            if f.name not in RESUMABLE_CHANGES and saved[f.name] != wanted[f.name]
-        ]
-        if differ:
-            raise CheckpointError(
-                f"the checkpoint in {out} was made with other settings ({', '.join(differ)}); "
-                f"on --resume only {', '.join(RESUMABLE_CHANGES)} may change"
-            )
-        state = checkpoint["fit"]
+    state = _resume_state(out, config_dict, device) if resume else None
 
     data = load_dataset(config.dataset, config.data_dir)
     binarize = BINARIZATIONS[config.binarize]
@@ -186,7 +128,7 @@ def train(
     train_fixed, test_fixed = binarize.fixed(train_x), binarize.fixed(test_x)
 
     pyro.set_rng_seed(config.seed)  # the same initial model on every worker
-    num_classes = None if train_y is None else int(train_y.max()) + 1
+    num_classes = data.num_classes
     # A weight prior makes the decoder weights global sites; AutoDelta gives their MAP value.
     vae, program = build_program(config, train_fixed, num_classes)
     kl_estimator = (
@@ -214,11 +156,20 @@ def train(
             f"batch_size {svi_config.batch_size} must be a multiple of the "
             f"{workers.world_size} workers"
         )
+    if state is not None:  # the whole checkpoint is checked before anything is written
+        try:
+            check_resume_state(program, train_x, train_y, state, config=svi_config, workers=workers)
+        except CheckpointError as err:
+            raise CheckpointError(f"{latest_checkpoint(out)}: {err}") from None
     if workers.distributed:  # each worker draws its own z's
         torch.manual_seed(config.seed + 7919 * workers.rank)
 
-    lock = make_out_dir(out, resume) if workers.is_main else None
-    try:
+    claim = (
+        claimed_out_dir(out, resume=resume, keep_partial=lambda: latest_checkpoint(out).is_file())
+        if workers.is_main
+        else contextlib.nullcontext()
+    )
+    with claim:
         if workers.is_main:
             write_json(out / "config.json", config_dict)
 
@@ -343,6 +294,3 @@ def train(
         }
         write_json(out / "metrics.json", metrics)
         return metrics
-    finally:
-        if lock is not None:
-            lock.close()

@@ -330,7 +330,7 @@ def test_an_interrupt_names_only_what_was_saved(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "_train", interrupted)
     monkeypatch.setattr(cli, "_diagnose", interrupted)
     assert main(["train", "--out", str(tmp_path / "new"), "--quiet"]) == 130
-    assert "no epoch had finished, so no checkpoint was written" in capsys.readouterr().err
+    assert "no epoch had finished, so nothing was kept" in capsys.readouterr().err
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "checkpoint.pt").write_bytes(b"")
     assert main(["train", "--out", str(tmp_path / "old"), "--quiet"]) == 130
