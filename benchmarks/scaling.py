@@ -20,7 +20,7 @@ from machine import describe, smoke_caps
 from pyro_vae.inference import SVIConfig, fit
 from pyro_vae.models import build_vae
 
-from pyro_vae.data import load_dataset
+from pyro_vae.data import BINARIZATIONS, load_dataset
 
 SIZES = (1000, 2000, 5000, 10000, 20000, 40000, 60000)
 HIDDEN_WIDTHS = (100, 200, 400, 800, 1600)
@@ -34,7 +34,8 @@ def epoch_seconds(
     torch.manual_seed(seed)
     vae = build_vae(x.shape[1], latent, (hidden,)).to(x.device)
     config = SVIConfig(objective="elbo-analytic-kl", batch_size=batch, epochs=2, jit=jit)
-    return fit(vae, x, config=config, binarization="dynamic", seed=seed).epoch_seconds[-1]
+    dynamic = BINARIZATIONS["dynamic"]
+    return fit(vae, x, config=config, binarization=dynamic, seed=seed).epoch_seconds[-1]
 
 
 def plot(report: dict, path: Path) -> None:

@@ -31,7 +31,7 @@ from pyro_vae.models import build_vae
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
-from pyro_vae.data import load_dataset
+from pyro_vae.data import BINARIZATIONS, load_dataset
 
 DATA_DIM, HIDDEN, LATENT = 784, 400, 20
 
@@ -114,7 +114,14 @@ def measure(x: torch.Tensor, batch: int, repeats: int, seed: int, loss: str) -> 
         for name, reference in references.items():
             ref_seconds[name].append(reference_epoch(reference, x, batch, gen))
 
-    result = fit(vae, x, config=config, binarization="dynamic", seed=seed, on_epoch=reference_turn)
+    result = fit(
+        vae,
+        x,
+        config=config,
+        binarization=BINARIZATIONS["dynamic"],
+        seed=seed,
+        on_epoch=reference_turn,
+    )
     # the first round warms up (and holds the one-off trace or compilations) and is dropped
     pyro_seconds = result.epoch_seconds[1:]
     pyro_median = statistics.median(pyro_seconds)

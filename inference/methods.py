@@ -44,7 +44,7 @@ from pyro_vae.validate import nonnegative_int, positive_float, positive_int
 
 from .nuts import nuts_latent
 from .programs import BayesianDecoder, PointLatents, PointWeights, PriorProposal
-from .svi import FitResult, SVIConfig, fit
+from .svi import Binarization, FitResult, SVIConfig, fit
 
 
 @dataclass
@@ -56,7 +56,8 @@ class Problem:
         labels: Training labels, for priors that use them.
         model: The shared model.
         svi: Optimizer, schedule and (for ``vae``) objective.
-        binarization: Name in :data:`~pyro_vae.data.BINARIZATIONS`.
+        binarization: What the fit makes of ``x`` (e.g. ``BINARIZATIONS["dynamic"]`` of
+            :mod:`pyro_vae.data`); ``None`` models it as it is.
         weight_prior: Prior on decoder weights; ``None`` takes each method's default
             (``flat`` for ``vae`` / ``iwae``, ``normal`` for ``map-pairs`` / ``bayes-decoder``).
         weight_prior_options: Its options, e.g. ``{"scale": 0.5}``.
@@ -72,7 +73,7 @@ class Problem:
     labels: torch.Tensor | None = None
     model: ModelSpec = field(default_factory=ModelSpec)
     svi: SVIConfig = field(default_factory=SVIConfig)
-    binarization: str = "none"
+    binarization: Binarization | None = None
     weight_prior: str | None = None
     weight_prior_options: dict[str, Any] = field(default_factory=dict)
     proposal_epochs: int = 10

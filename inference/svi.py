@@ -17,7 +17,6 @@ from typing import Any, Protocol
 import torch
 from tqdm.auto import tqdm
 
-from pyro_vae.data import BINARIZATIONS
 from pyro_vae.errors import ConfigError, DataError, TrainingDiverged, TrainingInterrupted
 from pyro_vae.validate import nonnegative_int, positive_float, positive_int
 
@@ -36,6 +35,17 @@ class Program(Protocol):
     def model(self, x: torch.Tensor, labels: torch.Tensor | None = None, **kwargs: Any) -> Any: ...
     def guide(self, x: torch.Tensor, labels: torch.Tensor | None = None, **kwargs: Any) -> Any: ...
     def parameters(self) -> Any: ...
+
+
+class Binarization(Protocol):
+    """How training data become what the likelihood models (see ``pyro_vae.data``):
+    ``apply(x, generator)`` draws them, ``resample`` says whether afresh every epoch, and
+    ``fixed(x)`` draws them once with a fixed seed."""
+
+    resample: bool
+
+    def apply(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor: ...
+    def fixed(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 #: What a diverging fit can do.
@@ -164,7 +174,7 @@ def fit(
     labels: torch.Tensor | None = None,
     *,
     config: SVIConfig | None = None,
-    binarization: str = "none",
+    binarization: Binarization | None = None,
     seed: int = 0,
     state: dict[str, Any] | None = None,
     on_epoch: Callable[[FitResult, dict[str, Any]], None] | None = None,
@@ -179,8 +189,8 @@ def fit(
         x: Training data, ``(num_data, features)``.
         labels: Class labels for priors that use them.
         config: Objective, optimizer and schedule; defaults to :class:`SVIConfig()`.
-        binarization: Name in :data:`~pyro_vae.data.BINARIZATIONS`; ``dynamic`` draws the
-            training data afresh every epoch.
+        binarization: What the data become, e.g. ``pyro_vae.data.BINARIZATIONS["dynamic"]``
+            (drawn afresh every epoch); ``None`` models ``x`` as it is.
         seed: Seed of the data order and of dynamic binarization.
         state: A state from ``on_epoch`` (or a checkpoint) to resume from.
         on_epoch: Called after every epoch with the result so far and the full state
@@ -199,7 +209,6 @@ def fit(
     """
     config = config or SVIConfig()
     workers = workers or Workers()
-    binarize = BINARIZATIONS[binarization]
     num_data = x.shape[0]
     if config.batch_size > num_data:
         raise ConfigError(
@@ -215,7 +224,8 @@ def fit(
         raise DataError("the training data contain NaN or infinite values")
     elbo = OBJECTIVES.build(config.objective, config.num_particles)
     step_loss = _step_loss(elbo, program, num_data, config)
-    fixed_x = binarize.fixed(x) if not binarize.resample else None
+    resample = binarization is not None and binarization.resample
+    fixed_x = x if binarization is None else None if resample else binarization.fixed(x)
     params, optimizer, gen = _optimizer_and_generator(program, x, labels, config, seed)
     steps_per_epoch = math.ceil(len(workers.shard(torch.arange(num_data))) / batch)
     result, position = FitResult(), None
@@ -252,7 +262,7 @@ def fit(
                 total = torch.zeros((), device=x.device)
             snapshot = copy.deepcopy(full_state()) if config.on_divergence == "rollback" else None
             start = time.perf_counter()
-            data = binarize.apply(x, gen) if binarize.resample else fixed_x
+            data = binarization.apply(x, gen) if resample else fixed_x
             order = workers.shard(torch.randperm(num_data, generator=gen, device=x.device))
             first_bad = torch.full((), -1, dtype=torch.long, device=x.device)
             steps_done = 0

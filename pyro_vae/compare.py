@@ -162,7 +162,7 @@ def _problem(
         *train,
         base.model_spec(prior=prior, prior_options=config.prior_options.get(prior, {})),
         base.svi_config(),
-        binarization=base.binarize,
+        binarization=BINARIZATIONS[base.binarize],
         weight_prior=config.weight_prior,
         weight_prior_options=base.weight_prior_options,
         proposal_epochs=config.proposal_epochs,

@@ -191,7 +191,7 @@ def train(
                     train_x,
                     train_y,
                     config=svi_config,
-                    binarization=config.binarize,
+                    binarization=binarize,
                     seed=config.seed,
                     state=state,
                     on_epoch=checkpoint,

@@ -16,7 +16,7 @@ from pyro_vae.checkpoint import (
     load_checkpoint,
     save_rotating,
 )
-from pyro_vae.data import load_dataset
+from pyro_vae.data import BINARIZATIONS, load_dataset
 from pyro_vae.errors import DataError, TrainingDiverged, TrainingInterrupted
 
 #: Pyro warns about the NaN loss these tests cause on purpose.
@@ -61,7 +61,7 @@ def test_divergence_stops_naming_epoch_and_step_and_keeps_the_last_good_state(di
             program,
             digits,
             config=SVIConfig(**CONFIG),
-            binarization="dynamic",
+            binarization=BINARIZATIONS["dynamic"],
             on_epoch=lambda result, state: saved.append(load_roundtrip(state)),
         )
     assert len(saved) == 1  # the checkpoint callback only ever saw the good epoch
@@ -79,7 +79,7 @@ def test_rollback_redoes_the_epoch_at_half_the_rate(digits):
         program,
         digits,
         config=SVIConfig(**CONFIG, on_divergence="rollback"),
-        binarization="dynamic",
+        binarization=BINARIZATIONS["dynamic"],
     )
     assert result.epochs == 3 and all(math.isfinite(v) for v in result.losses)
     assert result.rollbacks == [{"epoch": 2, "step": 3, "lr": 5e-4}]
@@ -94,7 +94,7 @@ def test_rollback_gives_up_after_three_tries(digits):
             program,
             digits,
             config=SVIConfig(**CONFIG, on_divergence="rollback"),
-            binarization="dynamic",
+            binarization=BINARIZATIONS["dynamic"],
         )
 
 
@@ -114,11 +114,11 @@ def test_gradients_are_clipped_to_the_given_norm(digits, monkeypatch):
     monkeypatch.setitem(OPTIMIZERS, "recording", recording)
     vae = build_vae(784, 2, (8,))
     config = SVIConfig(optimizer="recording", clip_grad_norm=0.5, **CONFIG)
-    fit(vae, digits, config=config, binarization="threshold")
+    fit(vae, digits, config=config, binarization=BINARIZATIONS["threshold"])
     assert len(norms) == 12 and max(norms) <= 0.5 + 1e-5
     norms.clear()
     config = SVIConfig(optimizer="recording", **CONFIG)
-    fit(build_vae(784, 2, (8,)), digits, config=config, binarization="threshold")
+    fit(build_vae(784, 2, (8,)), digits, config=config, binarization=BINARIZATIONS["threshold"])
     assert max(norms) > 0.5  # without clipping they are larger
 
 
@@ -152,7 +152,7 @@ def test_a_stop_request_saves_a_state_that_resumes_bit_for_bit(digits, stop_at, 
                 vae,
                 digits,
                 config=config,
-                binarization="dynamic",
+                binarization=BINARIZATIONS["dynamic"],
                 seed=3,
                 state=state,
                 on_epoch=keep,

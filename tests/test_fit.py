@@ -6,7 +6,7 @@ from pyro_vae.inference import OBJECTIVES, OPTIMIZERS, SVIConfig, evaluate, fit
 from pyro_vae.inference.estimators import MAX_ELEMENTS, chunk_shape
 from pyro_vae.models import build_vae
 
-from pyro_vae.data import load_dataset
+from pyro_vae.data import BINARIZATIONS, load_dataset
 from pyro_vae.errors import ConfigError, UnknownNameError
 
 
@@ -24,7 +24,7 @@ def test_fit_lowers_the_loss(digits, objective, optimizer):
     config = SVIConfig(
         objective=objective, optimizer=optimizer, num_particles=2, epochs=4, batch_size=50, lr=3e-3
     )
-    result = fit(vae, x, config=config, binarization="dynamic")
+    result = fit(vae, x, config=config, binarization=BINARIZATIONS["dynamic"])
     assert result.epochs == 4 and len(result.epoch_seconds) == 4
     assert result.losses[-1] < result.losses[0] - 30  # starts near 544 nats (784 log 2)
     assert result.wall_time > 0
@@ -47,7 +47,13 @@ def test_resumed_fit_ends_where_an_uninterrupted_one_does(digits, loss):
 
         try:
             result = fit(
-                vae, x, config=config, binarization="dynamic", seed=5, state=state, on_epoch=keep
+                vae,
+                x,
+                config=config,
+                binarization=BINARIZATIONS["dynamic"],
+                seed=5,
+                state=state,
+                on_epoch=keep,
             )
         except KeyboardInterrupt:
             return vae, None, saved["state"]
@@ -74,7 +80,7 @@ def test_kl_warmup_is_linear_to_beta():
 def test_evaluation_bounds_are_ordered(digits):
     x, _ = digits
     vae = build_vae(784, 4, (32,))
-    fit(vae, x, config=SVIConfig(epochs=2, batch_size=50), binarization="dynamic")
+    fit(vae, x, config=SVIConfig(epochs=2, batch_size=50), binarization=BINARIZATIONS["dynamic"])
     xb = torch.bernoulli(x[:50], generator=torch.Generator().manual_seed(0))
     result = evaluate(vae, xb, num_samples=200, batch_size=20, max_elements=20 * 784 * 30)
     # Jensen: the importance-sampled log p(x) estimate lies above the ELBO for every image.

@@ -13,7 +13,7 @@ from pyro_vae.models import PRIORS, build_vae
 from torch.distributions import kl_divergence
 
 from pyro_vae.cli import main
-from pyro_vae.data import load_dataset
+from pyro_vae.data import BINARIZATIONS, load_dataset
 from pyro_vae.errors import ConfigError, DataError
 
 ALL = sorted(PRIORS)
@@ -80,7 +80,11 @@ def test_a_few_svi_steps_lower_the_loss(digits, name):
         num_classes=10,
     )
     result = fit(
-        vae, x, y, config=SVIConfig(epochs=3, batch_size=50, lr=3e-3), binarization="dynamic"
+        vae,
+        x,
+        y,
+        config=SVIConfig(epochs=3, batch_size=50, lr=3e-3),
+        binarization=BINARIZATIONS["dynamic"],
     )
     assert result.losses[-1] < result.losses[0] - 20, result.losses
 
