@@ -24,12 +24,18 @@ from pyro_vae.models import PRIORS, WEIGHT_PRIORS
 
 from . import arviz_bridge, plots
 from .checkpoint import write_json, write_text
-from .config import TrainConfig, check_device
-from .data import BINARIZATIONS, TEST_BINARIZATION_SEED, load_dataset
+from .config import TrainConfig
+from .data import TEST_BINARIZATION_SEED
 from .diagnostics import MIN_IS_SAMPLES, elpd_comparison, pareto_diagnostics, posterior_collapse
 from .errors import ConfigError
-from .run_folder import check_out_dir, claimed_out_dir, versions
-from .training import TRAIN_ELBO_SAMPLES
+from .run_folder import (
+    TRAIN_ELBO_SAMPLES,
+    RunData,
+    check_out_dir,
+    claimed_out_dir,
+    run_data,
+    versions,
+)
 from .validate import check_allocation, nonnegative_int, positive_int
 
 #: Every method, in the order a reader meets them.
@@ -153,23 +159,22 @@ def preset_config(
     )
 
 
-def _problem(
-    config: CompareConfig, prior: str, seed: int, train, test, num_classes: int | None
-) -> Problem:
-    """One cell of the grid; ``train`` and ``test`` are ``(x, labels)`` on the run's device."""
+def _problem(config: CompareConfig, prior: str, seed: int, run: RunData) -> Problem:
+    """One cell of the grid."""
     base = config.base
     return Problem(
-        *train,
+        run.train_x,
+        run.train_y,
         base.model_spec(prior=prior, prior_options=config.prior_options.get(prior, {})),
         base.svi_config(),
-        binarization=BINARIZATIONS[base.binarize],
+        binarization=run.binarization,
         weight_prior=config.weight_prior,
         weight_prior_options=base.weight_prior_options,
         proposal_epochs=config.proposal_epochs,
-        nuts_x=test[0],
-        nuts_labels=test[1],
+        nuts_x=run.test_x,
+        nuts_labels=run.test_y,
         seed=seed,
-        num_classes=num_classes,
+        num_classes=run.num_classes,
     )
 
 
@@ -368,101 +373,115 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
     """Run the grid and fill ``out_dir``; returns what ``results.json`` holds."""
     out = Path(out_dir)
     check_out_dir(out, resume=False, resumable=False)
-    device = check_device(config.base.device)
-    data = load_dataset(config.base.dataset, config.base.data_dir)
-    binarize = BINARIZATIONS[config.base.binarize]
-    num_test = min(config.num_test or len(data.test_x), len(data.test_x))
-    if config.base.is_samples >= MIN_IS_SAMPLES:  # every fit keeps its log weights for k-hat
+    base = config.base
+    run = run_data(base.dataset, base.data_dir, base.binarize, base.device, config.num_test)
+    if base.is_samples >= MIN_IS_SAMPLES:  # every fit keeps its log weights for k-hat
         check_allocation(
-            f"K = {config.base.is_samples} log weights for each of {num_test} test images",
-            num_test * config.base.is_samples,
+            f"K = {base.is_samples} log weights for each of {len(run.test_x)} test images",
+            len(run.test_x) * base.is_samples,
         )
-    test_x = binarize.fixed(data.test_x[:num_test].to(device))
-    test_y = None if data.test_y is None else data.test_y[:num_test].to(device)
-    train_x = data.train_x.to(device)
-    train_fixed = binarize.fixed(train_x)
-    train_y = None if data.train_y is None else data.train_y.to(device)
     runners = {m: METHODS.build(m, **config.method_options.get(m, {})) for m in config.methods}
     problems = {
-        (prior, seed): _problem(
-            config, prior, seed, (train_x, train_y), (test_x, test_y), data.num_classes
-        )
+        (prior, seed): _problem(config, prior, seed, run)
         for seed in config.seeds
         for prior in config.priors
     }
-    for prior in config.priors:  # refuse bad cells before any work (seeds change nothing here)
+    _check_grid(config, run, runners, problems)
+    with claimed_out_dir(out):
+        write_json(out / "config.json", config.to_dict())
+        grid = _fit_grid(config, run, runners, problems, progress)
+        _add_elpd(grid.rows, grid.per_image)
+        pictures = _save_pictures(out, run, grid)
+        summary = {"num_train": len(run.train_x), "num_test": len(run.test_x)}
+        results = {
+            "units": "nats per datapoint",
+            "dataset": base.dataset,
+            "binarization": base.binarize,
+            **summary,
+            "rows": grid.rows,
+            "pictures": pictures,
+            "versions": versions(),
+            "device": str(run.train_x.device),
+        }
+        write_json(out / "results.json", results)
+        _write_csv(out / "results.csv", grid.rows)
+        write_text(out / "results.md", _report(config, grid.rows, summary, pictures))
+        return results
+
+
+def _check_grid(
+    config: CompareConfig,
+    run: RunData,
+    runners: dict[str, Any],
+    problems: dict[tuple[str, int], Problem],
+) -> None:
+    """Refuse a cell no method can fit, or data no likelihood can model, before any work."""
+    for prior in config.priors:  # seeds change nothing here
         problem = problems[prior, config.seeds[0]]
         for runner in runners.values():
             runner.check(problem)
         # builds the prior (refusing e.g. class-conditional without labels) and the likelihood
         likelihood = problem.build(None).likelihood
-        likelihood.check_data(train_fixed)
-        likelihood.check_data(test_x)
-    if config.base.batch_size > len(data.train_x):
+        likelihood.check_data(run.train_fixed)
+        likelihood.check_data(run.test_x)
+    if config.base.batch_size > len(run.train_x):
         raise ConfigError(
-            f"batch_size {config.base.batch_size} exceeds the {len(data.train_x)} training images"
+            f"batch_size {config.base.batch_size} exceeds the {len(run.train_x)} training images"
         )
 
-    with claimed_out_dir(out):
-        write_json(out / "config.json", config.to_dict())
-        k = config.base.is_samples
-        rows: list[dict[str, Any]] = []
-        per_image: list[torch.Tensor | None] = []
-        shown: dict[str, MethodResult] = {}
-        histories: dict[str, list[float]] = {}
-        for (prior, seed), problem in problems.items():
-            done: dict[str, MethodResult] = {}
-            for method, runner in runners.items():
-                result = runner(problem, reference=done.get("vae"))
-                done[method] = result
-                row, values = _row(result, prior, seed, train_fixed, train_y, test_x, test_y, k)
-                rows.append(row)
-                per_image.append(values)
-                if progress:
-                    nll = f"test NLL {row['test_nll']:.2f}" if "test_nll" in row else "done"
-                    print(
-                        f"pyro-vae compare: {method}, prior {prior}, seed {seed}: {nll} "
-                        f"({result.wall_time:.0f} s fitting)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                label = method if len(config.priors) == 1 else f"{method} / {prior}"
-                if seed == config.seeds[0]:
-                    if result.vae is not None:
-                        shown[label] = result
-                    if result.history.losses:
-                        histories[label] = result.history.losses
 
-        _add_elpd(rows, per_image)
-        pictures = ["loss.png", "nll.png"]
-        plots.save_loss_curves(histories, out / "loss.png")
-        plots.save_nll_bars(rows, out / "nll.png")
-        if data.image_shape is not None and shown:
-            plots.save_samples_by_method(
-                {k: r.vae for k, r in shown.items()},
-                data.image_shape,
-                out / "samples.png",
-                num_classes=data.num_classes,
-            )
-            plots.save_reconstructions_by_method(
-                {k: r.vae for k, r in shown.items()},
-                test_x,
-                data.image_shape,
-                out / "reconstructions.png",
-            )
-            pictures += ["samples.png", "reconstructions.png"]
-        summary = {"num_train": len(data.train_x), "num_test": num_test}
-        results = {
-            "units": "nats per datapoint",
-            "dataset": config.base.dataset,
-            "binarization": config.base.binarize,
-            **summary,
-            "rows": rows,
-            "pictures": pictures,
-            "versions": versions(),
-            "device": str(device),
-        }
-        write_json(out / "results.json", results)
-        _write_csv(out / "results.csv", rows)
-        write_text(out / "results.md", _report(config, rows, summary, pictures))
-        return results
+@dataclass
+class _Grid:
+    """What the fits of a grid gave: a row and per-image scores per fit, and the first seed's
+    models and loss curves by label for the pictures."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    per_image: list[torch.Tensor | None] = field(default_factory=list)
+    shown: dict[str, MethodResult] = field(default_factory=dict)
+    histories: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _fit_grid(
+    config: CompareConfig,
+    run: RunData,
+    runners: dict[str, Any],
+    problems: dict[tuple[str, int], Problem],
+    progress: bool,
+) -> _Grid:
+    grid = _Grid()
+    scored = (run.train_fixed, run.train_y, run.test_x, run.test_y, config.base.is_samples)
+    for (prior, seed), problem in problems.items():
+        done: dict[str, MethodResult] = {}
+        for method, runner in runners.items():
+            result = runner(problem, reference=done.get("vae"))
+            done[method] = result
+            row, values = _row(result, prior, seed, *scored)
+            grid.rows.append(row)
+            grid.per_image.append(values)
+            if progress:
+                nll = f"test NLL {row['test_nll']:.2f}" if "test_nll" in row else "done"
+                print(
+                    f"pyro-vae compare: {method}, prior {prior}, seed {seed}: {nll} "
+                    f"({result.wall_time:.0f} s fitting)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            label = method if len(config.priors) == 1 else f"{method} / {prior}"
+            if seed == config.seeds[0]:
+                if result.vae is not None:
+                    grid.shown[label] = result
+                if result.history.losses:
+                    grid.histories[label] = result.history.losses
+    return grid
+
+
+def _save_pictures(out: Path, run: RunData, grid: _Grid) -> list[str]:
+    plots.save_loss_curves(grid.histories, out / "loss.png")
+    plots.save_nll_bars(grid.rows, out / "nll.png")
+    shape = run.data.image_shape
+    if shape is None or not grid.shown:
+        return ["loss.png", "nll.png"]
+    models = {k: r.vae for k, r in grid.shown.items()}
+    plots.save_samples_by_method(models, shape, out / "samples.png", num_classes=run.num_classes)
+    plots.save_reconstructions_by_method(models, run.test_x, shape, out / "reconstructions.png")
+    return ["loss.png", "nll.png", "samples.png", "reconstructions.png"]

@@ -1,4 +1,5 @@
-"""The output folder every command writes: checked, claimed by one process, and tidied on failure.
+"""What every command shares: the data as a run models them, and the output folder it writes
+(checked, claimed by one process, tidied on failure).
 
 ``train``, ``compare`` and ``diagnose`` each write one folder (``--out``). Before any work the
 folder is checked (:func:`check_out_dir`); then :func:`claimed_out_dir` creates it and holds an
@@ -15,12 +16,68 @@ import platform
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import torch
+
 from .checkpoint import latest_checkpoint
+from .config import check_device
+from .data import BINARIZATIONS, Binarization, Dataset, load_dataset
 from .errors import CheckpointError, ConfigError
 from .folders import missing_folders, remove_empty
+
+#: Draws per training image for the reported train ELBO.
+TRAIN_ELBO_SAMPLES = 10
+
+
+@dataclass
+class RunData:
+    """A data set on a device, as a run models it.
+
+    ``train_x`` is raw (a fit with dynamic binarization draws it afresh every epoch);
+    ``train_fixed`` and ``test_x`` are binarized once with the fixed test seed, so every run and
+    every command scores the same pixels.
+    """
+
+    data: Dataset
+    binarization: Binarization
+    train_x: torch.Tensor
+    train_fixed: torch.Tensor
+    train_y: torch.Tensor | None
+    test_x: torch.Tensor
+    test_y: torch.Tensor | None
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.data.num_classes
+
+
+def run_data(
+    dataset: str,
+    data_dir: str | None,
+    binarization: str,
+    device: str | torch.device,
+    num_test: int | None = None,
+) -> RunData:
+    """Load ``dataset`` onto ``device`` as a run models it; ``num_test`` keeps the first test
+    images only (before they are binarized)."""
+    device = check_device(str(device)) if isinstance(device, str) else device
+    data = load_dataset(dataset, data_dir)
+    binarize = BINARIZATIONS[binarization]
+    test_x, test_y = data.test_x[:num_test], data.test_y
+    train_x = data.train_x.to(device)
+    return RunData(
+        data=data,
+        binarization=binarize,
+        train_x=train_x,
+        train_fixed=binarize.fixed(train_x),
+        train_y=None if data.train_y is None else data.train_y.to(device),
+        test_x=binarize.fixed(test_x.to(device)),
+        test_y=None if test_y is None else test_y[:num_test].to(device),
+    )
+
 
 #: The lock file that marks a run folder as taken by a running process.
 LOCK_NAME = ".lock"

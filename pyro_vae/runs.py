@@ -17,9 +17,10 @@ from pyro_vae.inference.svi import FitResult, Program
 from pyro_vae.models import VAE
 
 from .checkpoint import latest_checkpoint, load_checkpoint, run_parts
-from .config import TrainConfig, check_device
-from .data import BINARIZATIONS, Dataset, load_dataset
+from .config import TrainConfig
+from .data import Dataset
 from .errors import CheckpointError, ConfigError
+from .run_folder import run_data
 
 
 def build_program(
@@ -90,14 +91,9 @@ def load_run(folder: str | Path, *, device: str | None = None, data_dir: str | N
         config = TrainConfig.from_dict(saved)
     except ConfigError as err:
         raise CheckpointError(f"{path} holds a config this pyro-vae cannot read: {err}") from None
-    dev = check_device(config.device)
-    data = load_dataset(config.dataset, config.data_dir)
-    binarize = BINARIZATIONS[config.binarize]
-    train_x = binarize.fixed(data.train_x.to(dev))
-    test_x = binarize.fixed(data.test_x.to(dev))
-    train_y = None if data.train_y is None else data.train_y.to(dev)
-    test_y = None if data.test_y is None else data.test_y.to(dev)
-    num_classes = data.num_classes
+    run = run_data(config.dataset, config.data_dir, config.binarize, config.device)
+    data, train_x, train_y = run.data, run.train_fixed, run.train_y
+    test_x, test_y, num_classes = run.test_x, run.test_y, run.num_classes
     vae, program = build_program(config, train_x, num_classes)
     with torch.no_grad():  # create lazily built autoguide parameters before loading
         program.guide(train_x[:1], None if train_y is None else train_y[:1])
@@ -105,7 +101,7 @@ def load_run(folder: str | Path, *, device: str | None = None, data_dir: str | N
         epochs = check_trained_params(state, program, FitResult)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
-    program.load_state_dict({k: v.to(dev) for k, v in state["params"].items()})
+    program.load_state_dict({k: v.to(train_x.device) for k, v in state["params"].items()})
     if vae.weight_sites:
         vae.fix_weights(program.point_weights())
     vae.eval()

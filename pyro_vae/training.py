@@ -21,8 +21,9 @@ import pyro
 import torch
 
 from pyro_vae.inference import FitResult, evaluate, fit
-from pyro_vae.inference.distributed import leave, workers_from_environment
-from pyro_vae.inference.svi import check_resume_state
+from pyro_vae.inference.distributed import Workers, leave, workers_from_environment
+from pyro_vae.inference.svi import Program, check_resume_state
+from pyro_vae.models import VAE
 
 from . import plots
 from .checkpoint import (
@@ -36,9 +37,16 @@ from .checkpoint import (
     write_json,
 )
 from .config import TrainConfig, check_device
-from .data import BINARIZATIONS, TEST_BINARIZATION_SEED, load_dataset
+from .data import TEST_BINARIZATION_SEED
 from .errors import CheckpointError, ConfigError, TrainingInterrupted
-from .run_folder import check_out_dir, claimed_out_dir, versions
+from .run_folder import (
+    TRAIN_ELBO_SAMPLES,
+    RunData,
+    check_out_dir,
+    claimed_out_dir,
+    run_data,
+    versions,
+)
 from .runs import build_program
 from .signals import stop_on_signals
 
@@ -52,8 +60,6 @@ RESUMABLE_CHANGES = (
     "jit",
     "compile",
 )
-#: Draws per training image for the reported train ELBO.
-TRAIN_ELBO_SAMPLES = 10
 
 
 def resume_config(out_dir: str | Path, **changes: Any) -> TrainConfig:
@@ -111,59 +117,17 @@ def train(
         progress: Show a progress bar on stderr.
     """
     out = Path(out_dir)
-    device = check_device(config.device)
-    workers = workers_from_environment(device)  # one process unless launched by torchrun
-    if workers.distributed and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    device, workers = _device_and_workers(config)
     check_out_dir(out, resume)
     workers.barrier()  # every worker has checked the folder before the first one writes
-    config_dict = config.to_dict()
-    state = _resume_state(out, config_dict, device) if resume else None
-
-    data = load_dataset(config.dataset, config.data_dir)
-    binarize = BINARIZATIONS[config.binarize]
-    train_x, test_x = data.train_x.to(device), data.test_x.to(device)
-    train_y = None if data.train_y is None else data.train_y.to(device)
-    test_y = None if data.test_y is None else data.test_y.to(device)
-    train_fixed, test_fixed = binarize.fixed(train_x), binarize.fixed(test_x)
-
+    state = _resume_state(out, config.to_dict(), device) if resume else None
+    run = run_data(config.dataset, config.data_dir, config.binarize, device)
     pyro.set_rng_seed(config.seed)  # the same initial model on every worker
-    num_classes = data.num_classes
     # A weight prior makes the decoder weights global sites; AutoDelta gives their MAP value.
-    vae, program = build_program(config, train_fixed, num_classes)
-    kl_estimator = (
-        "analytic"
-        if config.objective == "elbo-analytic-kl" and vae.prior.analytic_kl
-        else "monte-carlo"
-    )
-    if config.objective == "elbo-analytic-kl" and kl_estimator != "analytic":
-        print(
-            f"pyro-vae: note: no closed-form KL for the {config.prior} prior; "
-            "elbo-analytic-kl estimates it by Monte Carlo",
-            file=sys.stderr,
-        )
-    vae.likelihood.check_data(train_fixed)
-    vae.likelihood.check_data(test_fixed)
-    svi_config = config.svi_config()
-    if svi_config.batch_size > len(train_x):
-        raise ConfigError(
-            f"batch_size {svi_config.batch_size} exceeds the {len(train_x)} "
-            f"training images of {config.dataset}"
-        )
-
-    if svi_config.batch_size % workers.world_size:
-        raise ConfigError(
-            f"batch_size {svi_config.batch_size} must be a multiple of the "
-            f"{workers.world_size} workers"
-        )
-    if state is not None:  # the whole checkpoint is checked before anything is written
-        try:
-            check_resume_state(program, train_x, train_y, state, config=svi_config, workers=workers)
-        except CheckpointError as err:
-            raise CheckpointError(f"{latest_checkpoint(out)}: {err}") from None
+    vae, program = build_program(config, run.train_fixed, run.num_classes)
+    _check_before_work(config, vae, program, run, state, workers, out)
     if workers.distributed:  # each worker draws its own z's
         torch.manual_seed(config.seed + 7919 * workers.rank)
-
     claim = (
         claimed_out_dir(out, resume=resume, keep_partial=lambda: latest_checkpoint(out).is_file())
         if workers.is_main
@@ -171,126 +135,209 @@ def train(
     )
     with claim:
         if workers.is_main:
-            write_json(out / "config.json", config_dict)
-
-        def checkpoint(result: FitResult, fit_state: dict[str, Any]) -> None:
-            if not workers.is_main:
-                return
-            step = fit_state.get("position", {}).get("step", 0)
-            save_rotating(
-                out,
-                {"config": config_dict, "fit": fit_state},
-                checkpoint_tag(result.epochs, step),
-                config.keep_checkpoints,
-            )
-
-        with stop_on_signals() as stop:
-            try:
-                result = fit(
-                    program,
-                    train_x,
-                    train_y,
-                    config=svi_config,
-                    binarization=binarize,
-                    seed=config.seed,
-                    state=state,
-                    on_epoch=checkpoint,
-                    should_stop=(lambda: workers.any(stop(), device))
-                    if workers.distributed
-                    else stop,
-                    workers=workers,
-                    progress=progress,
-                )
-            except TrainingInterrupted as interrupted:
-                interrupted.signal_number = stop.signal_number
-                interrupted.checkpoint = out / CHECKPOINT_NAME
-                raise
-            finally:
-                leave(workers)
+            write_json(out / "config.json", config.to_dict())
+        result = _fit(config, program, run, state, workers, out, progress)
         if not workers.is_main:  # evaluation, pictures and metrics are rank 0's
             return {}
-
         if vae.weight_sites:
             vae.fix_weights(program.point_weights())
-        start = time.perf_counter()
-        vae.eval()
-        train_eval = evaluate(
-            vae,
-            train_fixed,
-            train_y,
-            num_samples=TRAIN_ELBO_SAMPLES,
-            jit=config.jit,
-            compile=config.compile,
-        )
-        test_eval = evaluate(
-            vae,
-            test_fixed,
-            test_y,
-            num_samples=config.is_samples,
-            jit=config.jit,
-            compile=config.compile,
-        )
-        test_summary = test_eval.summary()
-        eval_seconds = time.perf_counter() - start
-
-        pictures = ["loss.png"]
-        plots.save_loss_curve(result.losses, out / "loss.png", test_summary["elbo"], result.betas)
-        plots.save_latent_scatter(vae, test_fixed, test_y, out / "latent.png")
-        pictures.append("latent.png")
-        if data.image_shape is not None:
-            plots.save_reconstructions(
-                vae, test_fixed, data.image_shape, out / "reconstructions.png"
-            )
-            sample_labels = (
-                torch.arange(num_classes, device=device).repeat_interleave(8)
-                if vae.prior.needs_labels
-                else None
-            )
-            plots.save_samples(
-                vae,
-                data.image_shape,
-                out / "samples.png",
-                labels=sample_labels,
-                num=64 if sample_labels is None else len(sample_labels),
-            )
-            pictures += ["reconstructions.png", "samples.png"]
-
-        metrics = {
-            "units": "nats per datapoint",
-            "dataset": config.dataset,
-            "data": {**data.info, "num_train": len(train_x), "num_test": len(test_x)},
-            "binarization": {
-                "mode": config.binarize,
-                "test_seed": TEST_BINARIZATION_SEED if binarize.name == "dynamic" else None,
-            },
-            "likelihood": {"name": config.likelihood, "options": config.likelihood_options},
-            "weight_prior": {
-                "name": config.weight_prior,
-                "options": config.weight_prior_options,
-                "decoder_estimate": "max ELBO (variational EM)"
-                if config.weight_prior == "flat"
-                else "max ELBO + log p(w)",
-            },
-            "prior": {
-                "name": config.prior,
-                "options": config.prior_options,
-                "kl_estimator": kl_estimator,
-                **_label_marginal(test_eval.label_classes),
-            },
-            "seed": config.seed,
-            "device": str(device),
-            "workers": workers.world_size,
-            "epochs": result.epochs,
-            "train": {
-                "loss_per_epoch": result.losses,
-                "kl_weight_per_epoch": result.betas,
-                "elbo": train_eval.summary()["elbo"],
-                "elbo_samples": TRAIN_ELBO_SAMPLES,
-            },
-            "test": test_summary,
-            "wall_time_s": {"train": result.wall_time, "evaluation": eval_seconds},
-            "pictures": pictures,
-            "versions": versions(),
-        }
+        scores = _evaluate(config, vae, run)
+        pictures = _save_pictures(out, vae, run, result, scores["test"]["elbo"])
+        metrics = _metrics(config, vae, run, result, scores, pictures, device, workers)
         write_json(out / "metrics.json", metrics)
         return metrics
+
+
+def _device_and_workers(config: TrainConfig) -> tuple[torch.device, Workers]:
+    """The device this process trains on, and its place among torchrun's workers."""
+    device = check_device(config.device)
+    workers = workers_from_environment(device)  # one process unless launched by torchrun
+    if workers.distributed and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device, workers
+
+
+def _check_before_work(
+    config: TrainConfig,
+    vae: VAE,
+    program: Program,
+    run: RunData,
+    state: Any,
+    workers: Workers,
+    out: Path,
+) -> None:
+    """Refuse data the likelihood cannot model, batch sizes the data or workers cannot take,
+    and a checkpoint that does not fit the program, before anything is written."""
+    if config.objective == "elbo-analytic-kl" and not vae.prior.analytic_kl:
+        print(
+            f"pyro-vae: note: no closed-form KL for the {config.prior} prior; "
+            "elbo-analytic-kl estimates it by Monte Carlo",
+            file=sys.stderr,
+        )
+    vae.likelihood.check_data(run.train_fixed)
+    vae.likelihood.check_data(run.test_x)
+    batch_size = config.batch_size
+    if batch_size > len(run.train_x):
+        raise ConfigError(
+            f"batch_size {batch_size} exceeds the {len(run.train_x)} "
+            f"training images of {config.dataset}"
+        )
+    if batch_size % workers.world_size:
+        raise ConfigError(
+            f"batch_size {batch_size} must be a multiple of the {workers.world_size} workers"
+        )
+    if state is not None:  # the whole checkpoint is checked before anything is written
+        try:
+            check_resume_state(
+                program,
+                run.train_x,
+                run.train_y,
+                state,
+                config=config.svi_config(),
+                workers=workers,
+            )
+        except CheckpointError as err:
+            raise CheckpointError(f"{latest_checkpoint(out)}: {err}") from None
+
+
+def _fit(
+    config: TrainConfig,
+    program: Program,
+    run: RunData,
+    state: Any,
+    workers: Workers,
+    out: Path,
+    progress: bool,
+) -> FitResult:
+    """Fit with a checkpoint after every epoch and a polite stop on SIGINT / SIGTERM."""
+    config_dict = config.to_dict()
+
+    def checkpoint(result: FitResult, fit_state: dict[str, Any]) -> None:
+        if not workers.is_main:
+            return
+        step = fit_state.get("position", {}).get("step", 0)
+        save_rotating(
+            out,
+            {"config": config_dict, "fit": fit_state},
+            checkpoint_tag(result.epochs, step),
+            config.keep_checkpoints,
+        )
+
+    with stop_on_signals() as stop:
+        should_stop = (
+            (lambda: workers.any(stop(), run.train_x.device)) if workers.distributed else stop
+        )
+        try:
+            return fit(
+                program,
+                run.train_x,
+                run.train_y,
+                config=config.svi_config(),
+                binarization=run.binarization,
+                seed=config.seed,
+                state=state,
+                on_epoch=checkpoint,
+                should_stop=should_stop,
+                workers=workers,
+                progress=progress,
+            )
+        except TrainingInterrupted as interrupted:
+            interrupted.signal_number = stop.signal_number
+            interrupted.checkpoint = out / CHECKPOINT_NAME
+            raise
+        finally:
+            leave(workers)
+
+
+def _evaluate(config: TrainConfig, vae: VAE, run: RunData) -> dict[str, Any]:
+    """The train ELBO and the test scores, with the seconds they took."""
+    start = time.perf_counter()
+    vae.eval()
+    speed = {"jit": config.jit, "compile": config.compile}
+    train_eval = evaluate(
+        vae, run.train_fixed, run.train_y, num_samples=TRAIN_ELBO_SAMPLES, **speed
+    )
+    test_eval = evaluate(vae, run.test_x, run.test_y, num_samples=config.is_samples, **speed)
+    return {
+        "train_elbo": train_eval.summary()["elbo"],
+        "test": test_eval.summary(),
+        "label_classes": test_eval.label_classes,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _save_pictures(
+    out: Path, vae: VAE, run: RunData, result: FitResult, test_elbo: float
+) -> list[str]:
+    """The run folder's pictures; returns their file names."""
+    plots.save_loss_curve(result.losses, out / "loss.png", test_elbo, result.betas)
+    plots.save_latent_scatter(vae, run.test_x, run.test_y, out / "latent.png")
+    shape = run.data.image_shape
+    if shape is None:
+        return ["loss.png", "latent.png"]
+    plots.save_reconstructions(vae, run.test_x, shape, out / "reconstructions.png")
+    sample_labels = (
+        torch.arange(run.num_classes, device=run.test_x.device).repeat_interleave(8)
+        if vae.prior.needs_labels
+        else None
+    )
+    plots.save_samples(
+        vae,
+        shape,
+        out / "samples.png",
+        labels=sample_labels,
+        num=64 if sample_labels is None else len(sample_labels),
+    )
+    return ["loss.png", "latent.png", "reconstructions.png", "samples.png"]
+
+
+def _metrics(
+    config: TrainConfig,
+    vae: VAE,
+    run: RunData,
+    result: FitResult,
+    scores: dict[str, Any],
+    pictures: list[str],
+    device: torch.device,
+    workers: Workers,
+) -> dict[str, Any]:
+    """The record ``metrics.json`` holds."""
+    return {
+        "units": "nats per datapoint",
+        "dataset": config.dataset,
+        "data": {**run.data.info, "num_train": len(run.train_x), "num_test": len(run.test_x)},
+        "binarization": {
+            "mode": config.binarize,
+            "test_seed": TEST_BINARIZATION_SEED if run.binarization.resample else None,
+        },
+        "likelihood": {"name": config.likelihood, "options": config.likelihood_options},
+        "weight_prior": {
+            "name": config.weight_prior,
+            "options": config.weight_prior_options,
+            "decoder_estimate": "max ELBO (variational EM)"
+            if config.weight_prior == "flat"
+            else "max ELBO + log p(w)",
+        },
+        "prior": {
+            "name": config.prior,
+            "options": config.prior_options,
+            "kl_estimator": "analytic"
+            if config.objective == "elbo-analytic-kl" and vae.prior.analytic_kl
+            else "monte-carlo",
+            **_label_marginal(scores["label_classes"]),
+        },
+        "seed": config.seed,
+        "device": str(device),
+        "workers": workers.world_size,
+        "epochs": result.epochs,
+        "train": {
+            "loss_per_epoch": result.losses,
+            "kl_weight_per_epoch": result.betas,
+            "elbo": scores["train_elbo"],
+            "elbo_samples": TRAIN_ELBO_SAMPLES,
+        },
+        "test": scores["test"],
+        "wall_time_s": {"train": result.wall_time, "evaluation": scores["seconds"]},
+        "pictures": pictures,
+        "versions": versions(),
+    }
