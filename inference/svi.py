@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pyro_vae.errors import ConfigError, DataError, TrainingDiverged, TrainingInterrupted
-from pyro_vae.validate import nonnegative_int, positive_float, positive_int
+from pyro_vae.validate import check_allocation, nonnegative_int, positive_float, positive_int
 
 from . import rng_state
 from .compiled_loss import CompiledLoss
@@ -48,6 +48,9 @@ class Binarization(Protocol):
     def fixed(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
+#: Numbers one training step holds per particle, datapoint and feature (the decoder's output,
+#: the likelihood's terms and their gradients): an estimate that refuses impossible steps.
+STEP_NUMBERS_PER_FEATURE = 8
 #: What a diverging fit can do.
 ON_DIVERGENCE = ("stop", "rollback")
 #: Rollbacks allowed in one fit, and the learning-rate factor each applies.
@@ -219,113 +222,205 @@ def fit(
             f"batch_size {config.batch_size} must be a multiple of the {workers.world_size} "
             "workers (each takes an equal share of every step)"
         )
-    batch = config.batch_size // workers.world_size
     if not torch.isfinite(x).all():
         raise DataError("the training data contain NaN or infinite values")
-    elbo = OBJECTIVES.build(config.objective, config.num_particles)
-    step_loss = _step_loss(elbo, program, num_data, config)
-    resample = binarization is not None and binarization.resample
-    fixed_x = x if binarization is None else None if resample else binarization.fixed(x)
-    params, optimizer, gen = _optimizer_and_generator(program, x, labels, config, seed)
-    steps_per_epoch = math.ceil(len(workers.shard(torch.arange(num_data))) / batch)
-    result, position = FitResult(), None
-    if state is not None:
-        result, position = _load_state(program, optimizer, gen, state, steps_per_epoch)
+    check_allocation(
+        f"a training step with {config.num_particles} particles of each of "
+        f"{config.batch_size // workers.world_size} datapoints",
+        STEP_NUMBERS_PER_FEATURE
+        * config.num_particles
+        * (config.batch_size // workers.world_size)
+        * (x.shape[1] if x.dim() > 1 else 1),
+    )
+    loop = _FitLoop(program, x, labels, config, binarization, seed, workers, state)
+    return loop.run(on_epoch, should_stop, progress)
 
-    def full_state(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+
+class _FitLoop:
+    """The state of one fit (program, optimizer, generators, history) and its epochs."""
+
+    def __init__(
+        self,
+        program: Program,
+        x: torch.Tensor,
+        labels: torch.Tensor | None,
+        config: SVIConfig,
+        binarization: Binarization | None,
+        seed: int,
+        workers: Workers,
+        state: dict[str, Any] | None,
+    ) -> None:
+        self.program, self.x, self.labels, self.config, self.workers = (
+            program,
+            x,
+            labels,
+            config,
+            workers,
+        )
+        self.num_data = x.shape[0]
+        self.batch = config.batch_size // workers.world_size
+        elbo = OBJECTIVES.build(config.objective, config.num_particles)
+        self.step_loss = _step_loss(elbo, program, self.num_data, config)
+        self.binarization = binarization
+        self.resample = binarization is not None and binarization.resample
+        self.fixed_x = (
+            x if binarization is None else None if self.resample else binarization.fixed(x)
+        )
+        self.params, self.optimizer, self.gen = _optimizer_and_generator(
+            program, x, labels, config, seed
+        )
+        shard = len(workers.shard(torch.arange(self.num_data)))
+        self.steps_per_epoch = math.ceil(shard / self.batch)
+        self.result, self.position = FitResult(), None
+        if state is not None:
+            self.result, self.position = _load_state(
+                program, self.optimizer, self.gen, state, self.steps_per_epoch
+            )
+
+    def full_state(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Everything a resumed fit needs (see :mod:`.fit_state`)."""
         return {
-            "params": program.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng": rng_state.capture(gen),
-            "history": {k: list(v) for k, v in asdict(result).items()},
+            "params": self.program.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng_state.capture(self.gen),
+            "history": {k: list(v) for k, v in asdict(self.result).items()},
             **(extra or {}),
         }
 
-    bar = tqdm(
-        total=config.epochs * steps_per_epoch,
-        initial=result.epochs * steps_per_epoch + (position["step"] if position else 0),
-        disable=not (progress and workers.is_main),
-        unit="step",
-        dynamic_ncols=True,
-    )
-    try:
-        while result.epochs < config.epochs:
-            epoch = result.epochs
-            if position is not None:  # part of this epoch ran before an interruption
-                epoch_rng, first_step = position["epoch_rng"], position["step"]
-                total = torch.tensor(position["total"], device=x.device)
-                seconds = position["seconds"]
-                gen.set_state(epoch_rng)  # the epoch's data and order are drawn again below
-                position = None
-            else:
-                epoch_rng, first_step, seconds = gen.get_state(), 0, 0.0
-                total = torch.zeros((), device=x.device)
-            snapshot = copy.deepcopy(full_state()) if config.on_divergence == "rollback" else None
-            start = time.perf_counter()
-            data = binarization.apply(x, gen) if resample else fixed_x
-            order = workers.shard(torch.randperm(num_data, generator=gen, device=x.device))
-            first_bad = torch.full((), -1, dtype=torch.long, device=x.device)
-            steps_done = 0
-            for step in range(first_step, steps_per_epoch):
-                idx = order[step * batch : (step + 1) * batch]
-                beta = config.kl_weight(epoch * steps_per_epoch + step, steps_per_epoch)
-                try:
-                    loss = step_loss(data[idx], None if labels is None else labels[idx], idx, beta)
-                except ValueError as err:
-                    if not _invalid_from_divergence(str(err), params):
-                        raise
-                    first_bad = torch.where(first_bad < 0, step, first_bad)
-                    break
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                workers.average_gradients(params)
-                finite = torch.isfinite(loss.detach())
-                if config.clip_grad_norm is not None:
-                    norm = torch.nn.utils.clip_grad_norm_(params, config.clip_grad_norm)
-                    finite = finite & torch.isfinite(norm)
-                optimizer.step()
-                total += loss.detach()
-                first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
-                if progress and (step + 1) % 20 == 0:
-                    bar.set_postfix_str(
-                        f"epoch {epoch + 1}/{config.epochs} "
-                        f"loss {total.item() / (step + 1) / num_data:.2f} nats"
-                    )
-                bar.update(1)
-                steps_done += 1
-                if should_stop is not None and should_stop() and step + 1 < steps_per_epoch:
-                    if on_epoch is not None:
-                        position = {
-                            "epoch": epoch,
-                            "step": step + 1,
-                            "epoch_rng": epoch_rng,
-                            "total": total.item(),
-                            "seconds": seconds + time.perf_counter() - start,
-                        }
-                        on_epoch(result, full_state({"position": position}))
-                    raise TrainingInterrupted(epoch + 1, step + 1)
-            mean = workers.mean(total.item() / steps_per_epoch / num_data, x.device)
-            bad_step = int(first_bad)
-            if bad_step < 0 and not (math.isfinite(mean) and _finite(params)):
-                bad_step = steps_per_epoch - 1  # a gradient overflowed without the loss showing it
-            if bad_step >= 0:
-                if snapshot is None or len(result.rollbacks) >= MAX_ROLLBACKS:
-                    raise TrainingDiverged(_diverged(epoch, bad_step, result))
-                lr = _roll_back(program, optimizer, gen, snapshot)
-                result.rollbacks.append({"epoch": epoch + 1, "step": bad_step + 1, "lr": lr})
-                bar.update(-steps_done)
-                continue
-            result.losses.append(mean)
-            result.betas.append(beta)
-            result.epoch_seconds.append(seconds + time.perf_counter() - start)
-            bar.set_postfix_str(f"epoch {epoch + 1}/{config.epochs} loss {mean:.2f} nats")
-            if on_epoch is not None:
-                on_epoch(result, full_state())
-            if should_stop is not None and should_stop() and result.epochs < config.epochs:
-                raise TrainingInterrupted(epoch + 2, 0)
-    finally:
-        bar.close()
-    return result
+    def run(
+        self,
+        on_epoch: Callable[[FitResult, dict[str, Any]], None] | None,
+        should_stop: Callable[[], bool] | None,
+        progress: bool,
+    ) -> FitResult:
+        self.on_epoch, self.should_stop, self.progress = on_epoch, should_stop, progress
+        config, steps = self.config, self.steps_per_epoch
+        done = self.result.epochs * steps + (self.position["step"] if self.position else 0)
+        self.bar = tqdm(
+            total=config.epochs * steps,
+            initial=done,
+            disable=not (progress and self.workers.is_main),
+            unit="step",
+            dynamic_ncols=True,
+        )
+        try:
+            while self.result.epochs < config.epochs:
+                self._epoch()
+        finally:
+            self.bar.close()
+        return self.result
+
+    def _stop_requested(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+    def _epoch(self) -> None:
+        """One epoch (or the rest of an interrupted one), rolled back if it diverged."""
+        epoch, result, x = self.result.epochs, self.result, self.x
+        if self.position is not None:  # part of this epoch ran before an interruption
+            epoch_rng, first_step = self.position["epoch_rng"], self.position["step"]
+            total = torch.tensor(self.position["total"], device=x.device)
+            seconds = self.position["seconds"]
+            self.gen.set_state(epoch_rng)  # the epoch's data and order are drawn again below
+            self.position = None
+        else:
+            epoch_rng, first_step, seconds = self.gen.get_state(), 0, 0.0
+            total = torch.zeros((), device=x.device)
+        rollback = self.config.on_divergence == "rollback"
+        snapshot = copy.deepcopy(self.full_state()) if rollback else None
+        start = time.perf_counter()
+        data = self.binarization.apply(x, self.gen) if self.resample else self.fixed_x
+        order = self.workers.shard(
+            torch.randperm(self.num_data, generator=self.gen, device=x.device)
+        )
+        epoch_start = {"epoch_rng": epoch_rng, "seconds": seconds, "start": start}
+        first_bad, steps_done, beta = self._steps(
+            epoch, data, order, first_step, total, epoch_start
+        )
+        mean = self.workers.mean(total.item() / self.steps_per_epoch / self.num_data, x.device)
+        bad_step = int(first_bad)
+        if bad_step < 0 and not (math.isfinite(mean) and _finite(self.params)):
+            bad_step = self.steps_per_epoch - 1  # a gradient overflowed without the loss showing
+        if bad_step >= 0:
+            if snapshot is None or len(result.rollbacks) >= MAX_ROLLBACKS:
+                raise TrainingDiverged(_diverged(epoch, bad_step, result))
+            lr = _roll_back(self.program, self.optimizer, self.gen, snapshot)
+            result.rollbacks.append({"epoch": epoch + 1, "step": bad_step + 1, "lr": lr})
+            self.bar.update(-steps_done)
+            return
+        result.losses.append(mean)
+        result.betas.append(beta)
+        result.epoch_seconds.append(seconds + time.perf_counter() - start)
+        self.bar.set_postfix_str(f"epoch {epoch + 1}/{self.config.epochs} loss {mean:.2f} nats")
+        if self.on_epoch is not None:
+            self.on_epoch(result, self.full_state())
+        if self._stop_requested() and result.epochs < self.config.epochs:
+            raise TrainingInterrupted(epoch + 2, 0)
+
+    def _steps(
+        self,
+        epoch: int,
+        data: torch.Tensor,
+        order: torch.Tensor,
+        first_step: int,
+        total: torch.Tensor,
+        epoch_start: dict[str, Any],
+    ) -> tuple[torch.Tensor, int, float]:
+        """The epoch's steps from ``first_step``, adding each loss to ``total``; returns the
+        first step whose loss or gradient was not finite (-1 if none, on the device), the steps
+        done, and the last KL weight."""
+        config, labels, steps = self.config, self.labels, self.steps_per_epoch
+        first_bad = torch.full((), -1, dtype=torch.long, device=data.device)
+        steps_done, beta = 0, config.beta
+        for step in range(first_step, steps):
+            idx = order[step * self.batch : (step + 1) * self.batch]
+            beta = config.kl_weight(epoch * steps + step, steps)
+            try:
+                loss = self.step_loss(data[idx], None if labels is None else labels[idx], idx, beta)
+            except ValueError as err:
+                if not _invalid_from_divergence(str(err), self.params):
+                    raise
+                first_bad = torch.where(first_bad < 0, step, first_bad)
+                break
+            finite = self._update(loss)
+            total += loss.detach()
+            first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
+            if self.progress and (step + 1) % 20 == 0:
+                self.bar.set_postfix_str(
+                    f"epoch {epoch + 1}/{config.epochs} "
+                    f"loss {total.item() / (step + 1) / self.num_data:.2f} nats"
+                )
+            self.bar.update(1)
+            steps_done += 1
+            if self._stop_requested() and step + 1 < steps:
+                self._stop_mid_epoch(epoch, step + 1, total, epoch_start)
+        return first_bad, steps_done, beta
+
+    def _update(self, loss: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on ``loss``; returns whether loss and gradient were finite."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.workers.average_gradients(self.params)
+        finite = torch.isfinite(loss.detach())
+        if self.config.clip_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.clip_grad_norm)
+            finite = finite & torch.isfinite(norm)
+        self.optimizer.step()
+        return finite
+
+    def _stop_mid_epoch(
+        self, epoch: int, step: int, total: torch.Tensor, epoch_start: dict[str, Any]
+    ) -> None:
+        """Save the state with the position inside the epoch, and stop."""
+        if self.on_epoch is not None:
+            position = {
+                "epoch": epoch,
+                "step": step,
+                "epoch_rng": epoch_start["epoch_rng"],
+                "total": total.item(),
+                "seconds": epoch_start["seconds"] + time.perf_counter() - epoch_start["start"],
+            }
+            self.on_epoch(self.result, self.full_state({"position": position}))
+        raise TrainingInterrupted(epoch + 1, step)
 
 
 def _optimizer_and_generator(

@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -103,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pyro-vae", description="VAEs as explicit Pyro programs.")
     parser.add_argument("--version", action="version", version=f"pyro-vae {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(commands)
+    _add_compare(commands)
+    _add_diagnose(commands)
+    return parser
+
+
+def _add_train(commands: Any) -> None:
     train = commands.add_parser(
         "train",
         help="fit a VAE by SVI and write a run folder",
@@ -116,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    from .compare import ALL_METHODS, PRESETS
+
+def _add_compare(commands: Any) -> None:
+    from .compare import PRESETS, all_methods
 
     compare = commands.add_parser(
         "compare",
@@ -135,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods",
         nargs="+",
         metavar="NAME",
-        help="methods (default: " + " ".join(ALL_METHODS) + ")",
+        help="methods (default: every registered one: " + " ".join(all_methods()) + ")",
     )
     compare.add_argument(
         "--priors", nargs="+", metavar="NAME", help="latent priors (default: standard-normal)"
@@ -177,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", metavar="DIR", help="results folder (default: runs/compare-TIME)")
     compare.add_argument("--quiet", action="store_true", help="no progress output")
 
+
+def _add_diagnose(commands: Any) -> None:
     from .diagnose import DiagnoseConfig
 
     diagnose = commands.add_parser(
@@ -198,7 +210,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(diagnose, DiagnoseConfig)
     diagnose.add_argument("--out", metavar="DIR", help="output folder (default: RUN/diagnostics)")
     diagnose.add_argument("--quiet", action="store_true", help="no progress output")
-    return parser
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -303,6 +314,13 @@ def _diagnose(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 a system error such as a full disk, 2 bad
     input, 128 + signal number when SIGINT or SIGTERM stopped it)."""
+    with warnings.catch_warnings():
+        if not sys.warnoptions:  # library warnings never join the one line (unless asked for)
+            warnings.simplefilter("ignore")
+        return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = None
     try:
         try:
@@ -340,6 +358,13 @@ def _report(err: BaseException, args: argparse.Namespace | None) -> int:
     if isinstance(err, PyroVAEError):
         print(f"pyro-vae: error: {err}", file=sys.stderr)
         return 2
+    if _out_of_memory(err):
+        print(
+            f"pyro-vae: error: not enough memory for this run ({_one_line(err)}); use a smaller "
+            "batch, network, number of particles or of test images",
+            file=sys.stderr,
+        )
+        return 2
     if isinstance(err, OSError):  # a full disk, a vanished folder: say so without a traceback
         print(f"pyro-vae: error: {err}", file=sys.stderr)
         return 1
@@ -363,6 +388,16 @@ def _what_was_saved(args: argparse.Namespace | None) -> str:
             return f"the last finished epoch is in {where} (continue with --resume)"
         return "no epoch had finished, so nothing was kept"
     return f"{args.command} keeps no partial results, so nothing was kept; run it again"
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether torch ran out of CPU or GPU memory (told by the message: importing torch here
+    could be what an interrupt broke)."""
+    text = str(err)
+    return isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError)
+        and ("out of memory" in text or "can't allocate memory" in text)
+    )
 
 
 def _one_line(err: BaseException) -> str:

@@ -38,16 +38,11 @@ from .run_folder import (
 )
 from .validate import check_allocation, nonnegative_int, positive_int
 
-#: Every method, in the order a reader meets them.
-ALL_METHODS = (
-    "vae",
-    "iwae",
-    "mle-pairs",
-    "map-pairs",
-    "mle-prior-mc",
-    "bayes-decoder",
-    "nuts-latent",
-)
+
+def all_methods() -> tuple[str, ...]:
+    """Every registered method, in the order they were registered (the built-in ones in the
+    order a reader meets them; methods registered from outside the package come after)."""
+    return tuple(METHODS)
 
 
 @dataclass
@@ -57,7 +52,7 @@ class CompareConfig:
     Args:
         base: Data, model and training budget shared by every cell (its ``prior`` and
             ``seed`` are replaced by each cell's).
-        methods: Names in :data:`~pyro_vae.inference.methods.METHODS`.
+        methods: Names in :data:`~pyro_vae.inference.methods.METHODS` (default: all).
         priors: Latent priors, names in :data:`~pyro_vae.models.PRIORS`.
         seeds: One fit per seed; tables show mean and spread across seeds.
         method_options: Options per method, e.g. ``{"iwae": {"particles": 10}}``.
@@ -69,7 +64,7 @@ class CompareConfig:
     """
 
     base: TrainConfig = field(default_factory=TrainConfig)
-    methods: tuple[str, ...] = ALL_METHODS
+    methods: tuple[str, ...] = field(default_factory=all_methods)
     priors: tuple[str, ...] = ("standard-normal",)
     seeds: tuple[int, ...] = (0,)
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -147,7 +142,7 @@ def preset_config(
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     base_preset, grid_preset = PRESETS[preset]
-    methods = grid.get("methods", ALL_METHODS)
+    methods = grid.get("methods", all_methods())
     options = {  # the preset's options for the methods compared
         k: dict(v) for k, v in grid_preset["method_options"].items() if k in methods
     }

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 ENV = "PYRO_VAE_SMOKE"
 #: Caps of the smoke budget.
 WIDTH, LATENT, EPOCHS_PER_SMOKE_EPOCH, IS_SAMPLES, TEST_IMAGES, NUTS_DRAWS = 16, 4, 40, 200, 50, 20
+PARTICLES = 8
 
 
 def active() -> bool:
@@ -35,15 +36,17 @@ def _say(what: str) -> None:
 
 
 def train_config(config: TrainConfig) -> TrainConfig:
-    """``config`` with tiny networks, 1 epoch per 40 asked for and K <= 200."""
+    """``config`` with tiny networks, 1 epoch per 40 asked for, at most 8 particles and
+    K <= 200."""
     if not active():
         return config
-    _say("tiny networks, 1 epoch per 40, K <= 200")
+    _say(f"tiny networks, 1 epoch per 40, at most {PARTICLES} particles, K <= 200")
     return replace(
         config,
         epochs=max(1, config.epochs // EPOCHS_PER_SMOKE_EPOCH),
         hidden=tuple(min(width, WIDTH) for width in config.hidden),
         latent_dim=min(config.latent_dim, LATENT),
+        particles=min(config.particles, PARTICLES),
         is_samples=min(config.is_samples, IS_SAMPLES),
     )
 
@@ -54,7 +57,7 @@ def compare_config(config: CompareConfig) -> CompareConfig:
         return config
     options: dict[str, dict[str, Any]] = {k: dict(v) for k, v in config.method_options.items()}
     if "nuts-latent" in config.methods:
-        short = {"images": 1, "draws": NUTS_DRAWS, "warmup": NUTS_DRAWS}
+        short = {"images": 1, "chains": 2, "draws": NUTS_DRAWS, "warmup": NUTS_DRAWS}
         options["nuts-latent"] = {**options.get("nuts-latent", {}), **short}
     return replace(
         config,

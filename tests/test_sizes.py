@@ -2,6 +2,7 @@
 cannot fit in memory is refused in one line, before anything is allocated or written."""
 
 import pytest
+import torch
 from common import TINY, run_cli
 from pyro_vae.models import build_vae
 from pyro_vae.models.vae import mlp_vae_parameters
@@ -51,6 +52,8 @@ def test_buffers_that_cannot_fit_are_refused():
         (["--latent-dim", "100000000"], "would need"),
         (["--seed", "99999999999999999999"], "seed must be at most"),
         (["--epochs", "99999999999999999999"], "epochs must be at most"),
+        (["--particles", "2147483647"], "a training step with 2147483647 particles"),
+        (["--particles", "5000"], "a training step with 5000 particles of each of 500"),
     ],
 )
 def test_the_cli_refuses_sizes_in_one_line(tmp_path, args, message):
@@ -60,3 +63,25 @@ def test_the_cli_refuses_sizes_in_one_line(tmp_path, args, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_step_that_cannot_fit_is_refused_before_it_is_taken():
+    from pyro_vae.inference import SVIConfig, fit
+
+    x = torch.rand(100, 784)
+    vae = build_vae(784, 2, (8,))
+    config = SVIConfig(batch_size=100, num_particles=10**6, epochs=1)
+    with pytest.raises(ConfigError, match="particles of each of 100 datapoints would need"):
+        fit(vae, x, config=config)
+
+
+def test_running_out_of_memory_anyway_is_one_line_and_exit_2(capsys, monkeypatch):
+    import pyro_vae.cli as cli
+
+    def exhausted(args):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9")
+
+    monkeypatch.setattr(cli, "_train", exhausted)
+    assert cli.main(["train", "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pyro-vae: error: not enough memory")
