@@ -169,7 +169,7 @@ class LaplaceLikelihood(LocationScaleLikelihood):
     family = dist.Laplace
 
 
-LIKELIHOODS: Registry[type[Likelihood]] = Registry("likelihood")
+LIKELIHOODS: Registry[type[Likelihood]] = Registry("likelihood", positional=1)
 for _cls in (
     BernoulliLikelihood,
     ContinuousBernoulliLikelihood,

@@ -280,7 +280,7 @@ class FlatPrior(Prior):
         return self.base(batch_size, labels).mask(False)
 
 
-PRIORS: Registry[type[Prior]] = Registry("prior")
+PRIORS: Registry[type[Prior]] = Registry("prior", positional=2)
 for _cls in (
     StandardNormalPrior,
     NormalPrior,

@@ -117,6 +117,9 @@ class TrainConfig:
         for name in ("prior_options", "likelihood_options", "weight_prior_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"{name} must be a dict, not {getattr(self, name)!r}")
+        PRIORS.check_options(self.prior, self.prior_options)
+        LIKELIHOODS.check_options(self.likelihood, self.likelihood_options)
+        WEIGHT_PRIORS.check_options(self.weight_prior, self.weight_prior_options)
         for name in ("latent_dim", "is_samples"):
             positive_int(name, getattr(self, name))
         nonnegative_int("keep_checkpoints", self.keep_checkpoints)

@@ -124,7 +124,7 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("PYRO_VAE_DATA", "~/.cache/pyro-vae")).expanduser()
 
 
-DATASETS: Registry[Callable[..., Dataset]] = Registry("data set")
+DATASETS: Registry[Callable[..., Dataset]] = Registry("data set", positional=1)
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, **options: Any) -> Dataset:

@@ -21,11 +21,14 @@ class Registry(dict[str, F], Generic[F]):
 
     Args:
         kind: What the registry holds, e.g. ``"likelihood"``; used in error messages.
+        positional: How many leading arguments the family passes to every factory (a prior
+            gets ``latent_dim`` and its context); the parameters after them are its options.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, positional: int = 0) -> None:
         super().__init__()
         self.kind = kind
+        self.positional = positional
 
     def __missing__(self, name: str) -> F:
         valid = ", ".join(sorted(self))
@@ -42,18 +45,16 @@ class Registry(dict[str, F], Generic[F]):
 
         return add
 
-    def build(self, name: str, *args: Any, **options: Any) -> Any:
-        """Call the factory registered as ``name``.
-
-        Options the factory does not take are refused with a message that lists the ones it
-        does take, before anything is built.
-        """
+    def check_options(self, name: str, options: dict[str, Any]) -> None:
+        """Refuse options the factory registered as ``name`` does not take (listing the ones
+        it does) or values not of an option's declared type, before anything is built."""
         factory = self[name]
         try:
-            inspect.signature(factory).bind(*args, **options)
+            params = list(inspect.signature(factory).parameters)[: self.positional]
+            inspect.signature(factory).bind_partial(*params, **options)
         except TypeError:
-            params = list(inspect.signature(factory).parameters.values())[len(args) :]
             kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            params = list(inspect.signature(factory).parameters.values())[self.positional :]
             accepted = [p.name for p in params if p.kind in kinds]
             unknown = sorted(set(options) - set(accepted)) or sorted(options)
             raise ConfigError(
@@ -61,6 +62,16 @@ class Registry(dict[str, F], Generic[F]):
                 f"it takes: {', '.join(accepted) or 'no options'}"
             ) from None
         check_option_types(f"{self.kind} {name!r}", factory, options)
+
+    def build(self, name: str, *args: Any, **options: Any) -> Any:
+        """Call the factory registered as ``name`` (options checked by :meth:`check_options`;
+        arguments the call cannot take are refused before anything is built)."""
+        self.check_options(name, options)
+        factory = self[name]
+        try:
+            inspect.signature(factory).bind(*args, **options)
+        except TypeError as err:
+            raise ConfigError(f"{self.kind} {name!r}: {err}") from None
         return factory(*args, **options)
 
 
