@@ -4,6 +4,8 @@ import pyro
 import pytest
 import torch
 
+from pyro_vae.data import load_dataset
+
 
 @pytest.fixture(autouse=True)
 def pyro_state():
@@ -19,3 +21,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_cuda)
+
+
+@pytest.fixture(scope="session")
+def ppca():
+    """Synthetic pPCA data (2,000 train / 200 test, 8-D, 2 latent): the exact-answer tests'
+    data set. Read-only: tests must not change it in place."""
+    return load_dataset("ppca", num_train=2000, num_test=200)
+
+
+@pytest.fixture(scope="session")
+def small_ppca():
+    """The same model, 400 train / 100 test: for tests that fit it many times."""
+    return load_dataset("ppca", num_train=400, num_test=100)

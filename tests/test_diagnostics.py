@@ -6,9 +6,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from common import (
-    SMALL_PRIOR_OPTIONS,
-    assert_close,
+from common import SMALL_PRIOR_OPTIONS, assert_close
+from exact_ppca import (
     linear_vae,
     ppca_log_likelihood,
     ppca_mle_fixed_noise,
@@ -19,7 +18,6 @@ from pyro_vae.inference import SVIConfig, evaluate, fit
 from pyro_vae.models import PRIORS, build_vae
 
 from pyro_vae import arviz_bridge
-from pyro_vae.data import load_dataset
 from pyro_vae.diagnostics import (
     MIN_IS_SAMPLES,
     aggregate_posterior,
@@ -33,11 +31,6 @@ from pyro_vae.errors import ConfigError
 
 #: k-hat of ArviZ 0.23's psislw on the log weights of test_psis_is_the_same_with_either_arviz_line.
 PSIS_KHAT_REFERENCE = [0.4117, 0.5550, 0.8351]
-
-
-@pytest.fixture(scope="module")
-def ppca():
-    return load_dataset("ppca", num_train=2000, num_test=200)
 
 
 def exact_vae(ppca, **spoil):

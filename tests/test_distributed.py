@@ -5,7 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from common import learned_ppca, ppca_log_likelihood, ppca_maximum, run_cli
+from common import run_cli
+from exact_ppca import learned_ppca, ppca_log_likelihood, ppca_maximum
 
 from pyro_vae.runs import load_run
 

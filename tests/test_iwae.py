@@ -5,30 +5,18 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from common import (
-    SMALL_PRIOR_OPTIONS,
-    assert_close,
-    linear_vae,
-    ppca_log_likelihood,
-    ppca_truth,
-    set_exact_posterior,
-)
+from common import SMALL_PRIOR_OPTIONS, assert_close
+from exact_ppca import linear_vae, ppca_log_likelihood, ppca_truth, set_exact_posterior
 from pyro_vae.inference import OBJECTIVES
 from pyro_vae.inference.iwae import ImportanceWeightedELBO, takes_particles
 from pyro_vae.inference.programs import BayesianDecoder, PointWeights, PriorProposal
 from pyro_vae.models import PRIORS, build_vae
 
-from pyro_vae.data import load_dataset
 from pyro_vae.errors import ConfigError
 
 
-@pytest.fixture(scope="module")
-def ppca():
-    return load_dataset("ppca", num_train=400, num_test=100)
-
-
-def spoilt_ppca_vae(ppca):
-    weight, mu, sigma = ppca_truth(ppca)
+def spoilt_ppca_vae(small_ppca):
+    weight, mu, sigma = ppca_truth(small_ppca)
     return set_exact_posterior(linear_vae(8, 2), weight, mu, sigma, scale_factor=1.6, loc_shift=0.3)
 
 
@@ -40,9 +28,9 @@ def bound(vae, x, k, **kwargs) -> float:
 
 @pytest.mark.parametrize("beta", [1.0, 0.3])
 @pytest.mark.parametrize("subsample", [False, True])
-def test_one_particle_equals_trace_elbo(ppca, beta, subsample):
-    vae = spoilt_ppca_vae(ppca)
-    x = ppca.train_x.double()
+def test_one_particle_equals_trace_elbo(small_ppca, beta, subsample):
+    vae = spoilt_ppca_vae(small_ppca)
+    x = small_ppca.train_x.double()
     kwargs = {"beta": beta}
     if subsample:
         idx = torch.arange(50, 90)
@@ -70,10 +58,10 @@ def test_one_particle_equals_trace_elbo_with_global_sites():
     assert_close(iwae.detach(), elbo.detach(), atol=1e-4, rtol=1e-6)
 
 
-def test_bound_rises_with_particles_and_reaches_log_likelihood(ppca):
-    vae = spoilt_ppca_vae(ppca)
-    x = ppca.test_x.double()
-    exact = ppca_log_likelihood(x, *ppca_truth(ppca)).mean().item()
+def test_bound_rises_with_particles_and_reaches_log_likelihood(small_ppca):
+    vae = spoilt_ppca_vae(small_ppca)
+    x = small_ppca.test_x.double()
+    exact = ppca_log_likelihood(x, *ppca_truth(small_ppca)).mean().item()
     # Averages over repeats, so the comparison is of expectations (repeats x 100 datapoints).
     means = {
         k: sum(bound(vae, x, k) for _ in range(reps)) / reps
@@ -84,12 +72,12 @@ def test_bound_rises_with_particles_and_reaches_log_likelihood(ppca):
     assert abs(means[2000] - exact) < 0.02, (means[2000], exact)
 
 
-def test_minibatch_estimates_are_unbiased_for_the_full_data_bound(ppca):
+def test_minibatch_estimates_are_unbiased_for_the_full_data_bound(small_ppca):
     # With q = p(z|x) every log weight is log p(x_i): the estimator has no noise, so the
     # mean of the minibatch estimates must equal the full-data bound to rounding.
-    weight, mu, sigma = ppca_truth(ppca)
+    weight, mu, sigma = ppca_truth(small_ppca)
     vae = set_exact_posterior(linear_vae(8, 2), weight, mu, sigma)
-    x = ppca.train_x.double()
+    x = small_ppca.train_x.double()
     full = bound(vae, x, 7)
     order = torch.randperm(400)
     estimates = [

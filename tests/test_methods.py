@@ -5,8 +5,8 @@ import math
 import pyro
 import pytest
 import torch
-from common import (
-    assert_close,
+from common import assert_close
+from exact_ppca import (
     learned_ppca,
     linear_vae,
     ppca_log_likelihood,
@@ -22,17 +22,11 @@ from pyro_vae.models import PRIORS
 
 from pyro_vae import arviz_bridge
 from pyro_vae.compare import _add_elpd, _row
-from pyro_vae.data import load_dataset
 from pyro_vae.diagnostics import vi_against_nuts
 from pyro_vae.errors import ConfigError, UnknownNameError
 
 #: Options that keep every method quick.
 TINY_OPTIONS = {"nuts-latent": {"images": 2, "draws": 15, "warmup": 15}}
-
-
-@pytest.fixture(scope="module")
-def ppca():
-    return load_dataset("ppca", num_train=400, num_test=100)
 
 
 def binary_problem(**changes) -> Problem:
@@ -81,17 +75,17 @@ def test_same_seed_same_result_and_nothing_in_the_global_param_store(name):
     assert list(pyro.get_param_store().keys()) == []
 
 
-def test_vae_method_reaches_the_ppca_maximum(ppca):
+def test_vae_method_reaches_the_ppca_maximum(small_ppca):
     problem = Problem(
-        ppca.train_x,
+        small_ppca.train_x,
         model=ModelSpec(
             latent_dim=2, hidden=(), likelihood="normal", likelihood_options={"scale": "shared"}
         ),
         svi=SVIConfig(objective="elbo-analytic-kl", batch_size=400, epochs=400, lr=0.05),
     )
     vae = METHODS.build("vae")(problem).vae
-    reached = ppca_log_likelihood(ppca.train_x, *learned_ppca(vae)).mean().item()
-    best = ppca_maximum(ppca.train_x, 2)
+    reached = ppca_log_likelihood(small_ppca.train_x, *learned_ppca(vae)).mean().item()
+    best = ppca_maximum(small_ppca.train_x, 2)
     # Tolerance 0.03 nats per datapoint (0.3 % of |L_max| ~ 9).
     assert reached <= best + 1e-6
     assert best - reached < 0.03, (reached, best)
@@ -113,10 +107,10 @@ def test_bayes_decoder_has_a_guide_over_every_weight_site():
     assert result.details["weights"] == sum(v.numel() for v in vae.initial_weights.values())
 
 
-def test_nuts_matches_the_exact_ppca_posterior(ppca):
-    weight, mu, sigma = ppca_truth(ppca)
+def test_nuts_matches_the_exact_ppca_posterior(small_ppca):
+    weight, mu, sigma = ppca_truth(small_ppca)
     vae = set_exact_posterior(linear_vae(8, 2), weight, mu, sigma)
-    x = ppca.test_x[:3].double()
+    x = small_ppca.test_x[:3].double()
     post = nuts_latent(vae, x, chains=2, draws=400, warmup=200, seed=1)
     with torch.no_grad():
         loc, scale = vae.encoder(x)  # the exact posterior N(M^-1 W^T (x - mu), sigma^2 M^-1)

@@ -4,7 +4,8 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from common import assert_close, linear_vae, ppca_truth, set_exact_posterior
+from common import assert_close
+from exact_ppca import linear_vae, ppca_truth, set_exact_posterior
 from pyro import poutine
 from pyro.util import check_model_guide_match
 from pyro_vae.inference import OBJECTIVES

@@ -1,8 +1,8 @@
 """Exact checks on probabilistic PCA, whose marginal likelihood and posterior are known."""
 
 import pytest
-from common import (
-    assert_close,
+from common import assert_close
+from exact_ppca import (
     learned_ppca,
     linear_vae,
     ppca_log_likelihood,
@@ -11,13 +11,6 @@ from common import (
     set_exact_posterior,
 )
 from pyro_vae.inference import SVIConfig, evaluate, fit, log_importance_weights
-
-from pyro_vae.data import load_dataset
-
-
-@pytest.fixture(scope="module")
-def ppca():
-    return load_dataset("ppca", num_train=2000, num_test=200)
 
 
 def test_elbo_at_exact_posterior_equals_log_likelihood(ppca):
