@@ -26,11 +26,10 @@ from pathlib import Path
 
 import pyro
 import torch
-from machine import LOSSES, describe, matmul_peak, smoke_caps
+from machine import LOSSES, ReferenceVAE, describe, matmul_peak, smoke_caps
 from pyro_vae.inference import evaluate
 from pyro_vae.inference.estimators import MAX_ELEMENTS, chunk_shape
 from pyro_vae.models import build_vae
-from speed import ReferenceVAE
 from torch.nn.functional import softplus
 
 from pyro_vae.data import load_dataset

@@ -1,6 +1,6 @@
-"""What every benchmark records: the machine, the versions, the matmul peak; and the JSON file.
-
-Also the ways of running pyro-vae's loss and estimate that the benchmarks compare.
+"""What every benchmark shares: the record of the machine, the versions and the matmul peak;
+the JSON file; the ways of running pyro-vae's loss and estimate that the benchmarks compare;
+and the hand-written PyTorch VAE they are measured against.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import Any
 import pyro
 import torch
 from pyro.distributions.util import is_validation_enabled
+from torch import nn
+from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 from pyro_vae import smoke
 
@@ -80,3 +82,28 @@ def write_report(path: Path | None, report: dict[str, Any]) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+# ------------------------------------------------------ the hand-written reference VAE
+
+DATA_DIM, HIDDEN, LATENT = 784, 400, 20
+
+
+class ReferenceVAE(nn.Module):
+    """Kingma & Welling's VAE written directly in PyTorch, with the networks of pyro-vae."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Sequential(nn.Linear(DATA_DIM, HIDDEN), nn.ReLU())
+        self.loc = nn.Linear(HIDDEN, LATENT)
+        self.raw_scale = nn.Linear(HIDDEN, LATENT)
+        self.dec = nn.Sequential(nn.Linear(LATENT, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, DATA_DIM))
+
+    def loss(self, x: torch.Tensor, num_data: int) -> torch.Tensor:
+        """-ELBO of the minibatch scaled to the data set, as pyro-vae's data plate scales it."""
+        h = self.enc(x)
+        loc, scale = self.loc(h), softplus(self.raw_scale(h)) + 1e-6
+        z = loc + scale * torch.randn_like(loc)
+        recon = binary_cross_entropy_with_logits(self.dec(z), x, reduction="sum")
+        kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1).sum() - scale.log().sum()
+        return (recon + kl) * (num_data / x.shape[0])

@@ -25,35 +25,20 @@ from pathlib import Path
 
 import pyro
 import torch
-from machine import LOSSES, describe, matmul_peak, smoke_caps
+from machine import (
+    DATA_DIM,
+    HIDDEN,
+    LATENT,
+    LOSSES,
+    ReferenceVAE,
+    describe,
+    matmul_peak,
+    smoke_caps,
+)
 from pyro_vae.inference import SVIConfig, fit
 from pyro_vae.models import build_vae
-from torch import nn
-from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 from pyro_vae.data import BINARIZATIONS, load_dataset
-
-DATA_DIM, HIDDEN, LATENT = 784, 400, 20
-
-
-class ReferenceVAE(nn.Module):
-    """Kingma & Welling's VAE written directly in PyTorch, with the networks of pyro-vae."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.enc = nn.Sequential(nn.Linear(DATA_DIM, HIDDEN), nn.ReLU())
-        self.loc = nn.Linear(HIDDEN, LATENT)
-        self.raw_scale = nn.Linear(HIDDEN, LATENT)
-        self.dec = nn.Sequential(nn.Linear(LATENT, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, DATA_DIM))
-
-    def loss(self, x: torch.Tensor, num_data: int) -> torch.Tensor:
-        """-ELBO of the minibatch scaled to the data set, as pyro-vae's data plate scales it."""
-        h = self.enc(x)
-        loc, scale = self.loc(h), softplus(self.raw_scale(h)) + 1e-6
-        z = loc + scale * torch.randn_like(loc)
-        recon = binary_cross_entropy_with_logits(self.dec(z), x, reduction="sum")
-        kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1).sum() - scale.log().sum()
-        return (recon + kl) * (num_data / x.shape[0])
 
 
 class Reference:

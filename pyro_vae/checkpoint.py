@@ -38,17 +38,14 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     rename replaces a link at ``path`` instead of following it, so nothing outside the folder
     is ever written. A failure or an interrupt leaves no temporary file behind.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
+
+    def by_name(name: str) -> None:
+        with open(name, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    write_file(path, by_name)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -58,9 +55,12 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 def write_file(path: str | Path, write: Callable[[str], Any]) -> None:
     """Let ``write(name)`` write a file by name (for libraries that only take a path), into a
-    temporary file beside ``path`` that is then renamed over it."""
+    new temporary file beside ``path`` (``.NAME.XXXX.tmp.SUFFIX``) that is then renamed over
+    it; a failure or an interrupt leaves no temporary file behind."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     try:
         write(tmp)

@@ -238,7 +238,7 @@ def _train(args: argparse.Namespace) -> None:
     test = metrics["test"]
     print(
         f"{config.dataset} ({config.binarize} binarization): test ELBO {test['elbo']:.2f}, "
-        f"log p(x) {test['log_likelihood']:.2f} nats per image "
+        f"log p(x) {test['log_likelihood']:.2f} nats per datapoint "
         f"(importance sampling, K={test['num_samples']}); run folder: {out}"
     )
 
@@ -304,7 +304,7 @@ def _diagnose(args: argparse.Namespace) -> None:
     imp, col = report["importance"], report["collapse"]
     out = args.out or f"{args.run}/diagnostics"
     print(
-        f"{report['dataset']}: log p(x) {imp['log_likelihood']:.2f} nats per image "
+        f"{report['dataset']}: log p(x) {imp['log_likelihood']:.2f} nats per datapoint "
         f"(K={imp['num_samples']}), k-hat > 0.7 for "
         f"{100 * imp['khat_shares']['bad (> 0.7)']:.1f} % of images, "
         f"{col['active_units']}/{col['latent_dim']} active units; report: {out}/report.md"

@@ -104,7 +104,7 @@ def diagnose(
         "dataset": run.config.dataset,
         "binarization": run.config.binarize,
         "epochs": run.epochs,
-        "units": "nats per image",
+        "units": "nats per datapoint",
         "test_images": rows.tolist(),
         "config": asdict(config),
     }
@@ -130,7 +130,7 @@ def render_report(report: dict[str, Any]) -> str:
         "",
         f"Data: {report['dataset']} ({report['binarization']} binarization), "
         f"{len(report['test_images'])} test images; {report['epochs']} epochs of training. "
-        "All numbers in nats per image.",
+        "All numbers in nats per datapoint.",
     ]
     for section in SECTIONS:
         part = section.render(report)

@@ -384,8 +384,10 @@ def inference_gaps(
         vae: The fitted VAE (point decoder).
         x: The images, ``(num_images, features)``.
         labels: Their labels, for priors that use them.
-        steps, lr, num_particles: The optimisation of q* (see
+        steps: Adam steps of the optimisation of q* (see
             :func:`~pyro_vae.inference.local_gaussian.fit_local_gaussians`).
+        lr: Its learning rate.
+        num_particles: Draws per step of its ELBO.
         num_samples: Draws per image for the ELBOs and the IS estimate.
     """
     local, losses = fit_local_gaussians(
@@ -439,7 +441,9 @@ def vi_against_nuts(
         x: Data; ``images`` index its rows.
         labels: Labels for priors that use them.
         images: Rows to sample.
-        chains, draws, warmup: NUTS settings (chains run one after another).
+        chains: NUTS chains (run one after another).
+        draws: Draws kept per chain.
+        warmup: Warm-up steps per chain.
         seed: Seed of the first chain; the q draws use ``seed`` too.
     """
     images = list(images)

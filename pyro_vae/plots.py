@@ -120,9 +120,9 @@ def save_loss_curve(
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     epochs = range(1, len(losses) + 1)
-    ax.plot(epochs, losses, marker=".", label="train: -ELBO (KL-weighted) per image")
+    ax.plot(epochs, losses, marker=".", label="train: -ELBO (KL-weighted) per datapoint")
     if test_elbo is not None:
-        ax.axhline(-test_elbo, color="C1", linestyle="--", label="test: -ELBO per image")
+        ax.axhline(-test_elbo, color="C1", linestyle="--", label="test: -ELBO per datapoint")
     if betas is not None and any(b != 1.0 for b in betas):
         twin = ax.twinx()
         twin.plot(epochs, betas, color="C2", alpha=0.5, label="KL weight")
@@ -216,6 +216,6 @@ def save_nll_bars(rows: Sequence[dict], path: str | Path) -> None:
     if means:
         low, high = min(means), max(means)
         ax.set_ylim(low - 0.1 * (high - low + 1), high + 0.1 * (high - low + 1) + max(sds))
-    ax.set_ylabel("test NLL, nats per image (lower is better)")
+    ax.set_ylabel("test NLL, nats per datapoint (lower is better)")
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
