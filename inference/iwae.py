@@ -35,6 +35,8 @@ from pyro.poutine.util import site_is_subsample
 from pyro_vae.errors import ConfigError
 from pyro_vae.validate import positive_int
 
+from .stuck import stuck
+
 #: Name of the plate that holds one term per datapoint.
 DATA_PLATE = "data"
 
@@ -54,6 +56,20 @@ def takes_particles(fn: Any) -> bool:
         return False
 
 
+def _local_values_stopped(trace: Any) -> Any:
+    """A copy of ``trace`` whose latent sites in the data plate hold their values detached
+    (global sites keep theirs, gradient and all)."""
+    fixed = trace.copy()
+    for name, site in trace.nodes.items():
+        if (
+            site["type"] == "sample"
+            and _data_frame(site) is not None
+            and not site_is_subsample(site)
+        ):
+            fixed.nodes[name] = {**site, "value": site["value"].detach()}
+    return fixed
+
+
 def _log_prob(site: dict) -> torch.Tensor:
     value = site["fn"].log_prob(site["value"])
     if site["mask"] is not None:
@@ -67,11 +83,19 @@ class ImportanceWeightedELBO:
     Use like a Pyro ELBO: ``loss = iwae.differentiable_loss(model, guide, x, labels, ...)``.
     The loss is minus the bound, summed over the full data set as the plate scales it (as
     ``Trace_ELBO``'s is). Every latent site of the guide must be reparameterizable.
+
+    With ``doubly_reparameterised`` the value is the same and the guide's gradient is DReG's
+    (Tucker et al. 2018): sum_k w_k^2 d log w_k / d z_k * d z_k / d phi with normalised weights
+    w_k, through the surrogate sum_k [stop(w_k) log w_k(stop(z_k)) + stop(w_k^2)
+    (log w_k(z_k) - log w_k(stop(z_k)))], log q's parameters stopped throughout: the first term
+    gives the model IWAE's gradient, the second the guide its path gradient (its model gradient
+    is zero, the two log weights being equal in value).
     """
 
-    def __init__(self, num_particles: int = 5) -> None:
+    def __init__(self, num_particles: int = 5, doubly_reparameterised: bool = False) -> None:
         positive_int("IWAE particles", num_particles)
         self.num_particles = num_particles
+        self.doubly_reparameterised = doubly_reparameterised
 
     def differentiable_loss(
         self,
@@ -98,7 +122,26 @@ class ImportanceWeightedELBO:
                 None if labels is None else labels.repeat(k),
             )
             kwargs = {**kwargs, "num_data": num_data, "indices": indices.repeat(k)}
+        if self.doubly_reparameterised:
+            guide = stuck(guide)
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        log_weights, global_terms = self._log_weights(model, guide_trace, args, kwargs, vectorized)
+        bound = torch.logsumexp(log_weights, dim=0) - math.log(k)
+        if self.doubly_reparameterised:
+            fixed = _local_values_stopped(guide_trace)
+            at_fixed, _ = self._log_weights(model, fixed, args, kwargs, vectorized)
+            w = torch.softmax(log_weights.detach(), dim=0)
+            surrogate = (w * at_fixed + w**2 * (log_weights - at_fixed)).sum(0)
+            bound = bound.detach() + surrogate - surrogate.detach()
+        return -(num_data / batch) * bound.sum() - global_terms
+
+    def _log_weights(
+        self, model, guide_trace, args: tuple, kwargs: dict, vectorized: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """log w of every particle and datapoint, ``(K, batch)``, with the model replayed on
+        ``guide_trace``; and the summed log-density ratio of the global sites."""
+        k, x = self.num_particles, args[0]
+        batch = x.shape[0] // (1 if vectorized or k == 1 else k)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
         )
@@ -134,8 +177,7 @@ class ImportanceWeightedELBO:
                 plate_scale = frame.full_size / frame.size
                 weight = 1.0 if site["is_observed"] else site["scale"] / plate_scale
                 per_datapoint = per_datapoint + sign * weight * log_prob
-        bound = torch.logsumexp(per_datapoint, dim=0) - math.log(k)
-        return -(num_data / batch) * bound.sum() - global_terms
+        return per_datapoint, global_terms
 
     def loss(self, model, guide, *args: Any, **kwargs: Any) -> float:
         """The loss as a float, without gradients."""

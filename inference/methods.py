@@ -195,6 +195,7 @@ def fit_proposal(vae: VAE, problem: Problem) -> FitResult:
     svi = replace(
         problem.svi,
         objective="elbo",
+        gradient="reparam",
         num_particles=1,
         beta=1.0,
         warmup_epochs=0,
@@ -221,7 +222,7 @@ def _point_estimate_svi(problem: Problem, method: str) -> SVIConfig:
         raise ConfigError(
             f"{method} is a point estimate; objective {svi.objective!r} does not apply"
         )
-    return replace(svi, objective="elbo")
+    return replace(svi, objective="elbo", gradient="reparam")  # no guide q to stick
 
 
 def _refuse_encoder_prior(prior: Prior, method: str) -> None:
@@ -393,7 +394,8 @@ def mle_prior_mc(particles: int = 10) -> Runner:
         start = time.perf_counter()
         vae = problem.build(None)
         program = PriorProposal(vae)
-        svi = replace(problem.svi, objective="iwae", num_particles=particles)
+        # the proposal is the prior, which this method never fits: no guide gradient to change
+        svi = replace(problem.svi, objective="iwae", gradient="reparam", num_particles=particles)
         history = _fit(program, problem, svi)
         result = _with_proposal(name, program, vae, history, problem, start)
         result.details = {**result.details, "particles": particles}

@@ -24,6 +24,7 @@ from . import rng_state
 from .compiled_loss import CompiledLoss
 from .distributed import Workers
 from .fit_state import check_fit_state
+from .gradients import GRADIENTS
 from .objectives import OBJECTIVES
 from .optimizers import OPTIMIZERS
 from .traced_loss import TracedLoss
@@ -64,6 +65,9 @@ class SVIConfig:
 
     Args:
         objective: Name in :data:`~pyro_vae.inference.objectives.OBJECTIVES`.
+        gradient: The guide's gradient estimator, a name in
+            :data:`~pyro_vae.inference.gradients.GRADIENTS`: ``reparam``, ``stl`` (with
+            ``elbo``) or ``dreg`` (with ``iwae``). It changes gradients, never the loss.
         num_particles: Samples of z per datapoint in each ELBO estimate (vectorized).
         optimizer: Name in :data:`~pyro_vae.inference.optimizers.OPTIMIZERS`.
         lr: Learning rate.
@@ -90,6 +94,7 @@ class SVIConfig:
     objective: str = "elbo"
     num_particles: int = 1
     optimizer: str = "adam"
+    gradient: str = "reparam"
     lr: float = 1e-3
     batch_size: int = 100
     epochs: int = 10
@@ -101,10 +106,10 @@ class SVIConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        OBJECTIVES[self.objective]
         OPTIMIZERS[self.optimizer]
         for name in ("num_particles", "batch_size", "epochs"):
             positive_int(name, getattr(self, name))
+        self.build_objective()  # refuses unknown names and a gradient the objective cannot take
         positive_float("lr", self.lr)
         positive_float("beta", self.beta)
         nonnegative_int("warmup_epochs", self.warmup_epochs)
@@ -120,6 +125,11 @@ class SVIConfig:
                 f"on_divergence must be one of {', '.join(ON_DIVERGENCE)}, not "
                 f"{self.on_divergence!r}"
             )
+
+    def build_objective(self) -> Any:
+        """The objective with the chosen gradient estimator."""
+        elbo = OBJECTIVES.build(self.objective, self.num_particles)
+        return GRADIENTS.build(self.gradient, elbo, self.objective)
 
     def kl_weight(self, step: int, steps_per_epoch: int) -> float:
         """The KL weight at global step ``step`` (0-based) under the linear warm-up."""
@@ -259,8 +269,7 @@ class _FitLoop:
         )
         self.num_data = x.shape[0]
         self.batch = config.batch_size // workers.world_size
-        elbo = OBJECTIVES.build(config.objective, config.num_particles)
-        self.step_loss = _step_loss(elbo, program, self.num_data, config)
+        self.step_loss = _step_loss(config.build_objective(), program, self.num_data, config)
         self.binarization = binarization
         self.resample = binarization is not None and binarization.resample
         self.fixed_x = (

@@ -72,6 +72,11 @@ class TrainConfig:
         "elbo",
         "elbo (Monte Carlo KL), elbo-analytic-kl or iwae: " + ", ".join(sorted(OBJECTIVES)),
     )
+    gradient: str = option(
+        "reparam",
+        "the guide's gradient estimator: reparam, stl (sticking the landing, with elbo) or "
+        "dreg (doubly reparameterised, with iwae)",
+    )
     particles: int = option(1, "samples of z per datapoint in each ELBO estimate")
     optimizer: str = option("adam", "adam or clipped-adam")
     lr: float = option(1e-3, "learning rate")
@@ -134,6 +139,7 @@ class TrainConfig:
         """The part of the run that :func:`pyro_vae.inference.fit` takes."""
         return SVIConfig(
             objective=self.objective,
+            gradient=self.gradient,
             num_particles=self.particles,
             optimizer=self.optimizer,
             lr=self.lr,
