@@ -4,6 +4,7 @@ to :data:`SECTIONS`."""
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,11 +47,11 @@ class Diagnosis:
     draws: dict[str, Any] = field(default_factory=dict)
     log_likelihoods: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def x(self) -> torch.Tensor:
         return self.run.test_x[self.rows]
 
-    @property
+    @functools.cached_property
     def y(self) -> torch.Tensor | None:
         return None if self.run.test_y is None else self.run.test_y[self.rows]
 
