@@ -34,7 +34,6 @@ class StickingTheLanding:
 
     def __init__(self, elbo: Any) -> None:
         self.elbo = elbo
-        self.num_particles = getattr(elbo, "num_particles", 1)
 
     def differentiable_loss(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> Any:
         return self.elbo.differentiable_loss(model, stuck(guide), *args, **kwargs)

@@ -278,8 +278,7 @@ class _FitLoop:
         self.params, self.optimizer, self.gen = _optimizer_and_generator(
             program, x, labels, config, seed
         )
-        shard = len(workers.shard(torch.arange(self.num_data)))
-        self.steps_per_epoch = math.ceil(shard / self.batch)
+        self.steps_per_epoch = _steps_per_epoch(self.num_data, config, workers)
         self.result, self.position = FitResult(), None
         if state is not None:
             self.result, self.position = _load_state(
@@ -481,9 +480,14 @@ def check_resume_state(
     ``state`` with these arguments. Loads nothing into the program and writes nothing."""
     workers = workers or Workers()
     _, optimizer, gen = _optimizer_and_generator(program, x, labels, config, seed=0)
-    batch = config.batch_size // workers.world_size
-    steps_per_epoch = math.ceil(len(workers.shard(torch.arange(x.shape[0]))) / batch)
+    steps_per_epoch = _steps_per_epoch(x.shape[0], config, workers)
     check_fit_state(state, program, optimizer, gen, FitResult, steps_per_epoch)
+
+
+def _steps_per_epoch(num_data: int, config: SVIConfig, workers: Workers) -> int:
+    """Steps in one epoch of each worker: its shard of the data in minibatches of its share."""
+    shard = len(workers.shard(torch.arange(num_data)))
+    return math.ceil(shard / (config.batch_size // workers.world_size))
 
 
 def _invalid_from_divergence(message: str, params: list[torch.Tensor]) -> bool:
