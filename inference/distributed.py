@@ -86,7 +86,13 @@ def workers_from_environment(device: torch.device) -> Workers:
     return Workers(dist.get_rank(), dist.get_world_size())
 
 
-def leave(workers: Workers) -> None:
-    """Leave the process group (after the last collective call)."""
+def leave(workers: Workers, together: bool = False) -> None:
+    """Leave the process group (after the last collective call).
+
+    ``together``: wait at a barrier first, so no worker tears its connections down while
+    another still uses them (a fit that ended normally; after an error a peer may never come).
+    """
     if workers.distributed and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()

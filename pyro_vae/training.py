@@ -228,7 +228,7 @@ def _fit(
             (lambda: workers.any(stop(), run.train_x.device)) if workers.distributed else stop
         )
         try:
-            return fit(
+            result = fit(
                 program,
                 run.train_x,
                 run.train_y,
@@ -244,9 +244,13 @@ def _fit(
         except TrainingInterrupted as interrupted:
             interrupted.signal_number = stop.signal_number
             interrupted.checkpoint = out / CHECKPOINT_NAME
-            raise
-        finally:
             leave(workers)
+            raise
+        except BaseException:
+            leave(workers)
+            raise
+    leave(workers, together=True)  # every worker finished the same last collective step
+    return result
 
 
 def _evaluate(config: TrainConfig, vae: VAE, run: RunData) -> dict[str, Any]:
