@@ -34,7 +34,7 @@ from typing import Any
 
 import pyro
 import torch
-from pyro_vae.models import VAE, WEIGHT_PRIORS, ModelSpec, Prior, local_params
+from pyro_vae.models import VAE, WEIGHT_PRIORS, ModelSpec, Prior, local_params, moments
 from pyro_vae.models.priors import FlatPrior
 from pyro_vae.models.weight_priors import check_point_estimate
 
@@ -42,6 +42,7 @@ from pyro_vae.errors import ConfigError
 from pyro_vae.registry import Registry
 from pyro_vae.validate import nonnegative_int, positive_float, positive_int
 
+from .guide_checks import check_guide
 from .nuts import nuts_latent
 from .programs import BayesianDecoder, PointLatents, PointWeights, PriorProposal
 from .svi import Binarization, FitResult, SVIConfig, fit
@@ -85,6 +86,7 @@ class Problem:
 
     def __post_init__(self) -> None:
         nonnegative_int("proposal_epochs", self.proposal_epochs)
+        check_guide(self.model.guide, self.svi)
         if self.labels is not None and self.num_classes is None:
             self.num_classes = int(self.labels.max()) + 1
 
@@ -280,10 +282,11 @@ def amortized_vi(objective: str | None = None, particles: int | None = None) -> 
         )
 
     def check(problem: Problem) -> None:
-        svi_of(problem)
+        svi = svi_of(problem)
         weight_prior = _weight_prior(problem, "flat")
         if weight_prior != "flat":
             check_point_estimate(weight_prior, "the vae and iwae decoders are point estimates")
+        check_guide(problem.model.guide, svi, point_decoder=weight_prior == "flat")
 
     def run(problem: Problem, reference: MethodResult | None) -> MethodResult:
         start = time.perf_counter()
@@ -413,6 +416,7 @@ def bayes_decoder(init_scale: float = 1e-3) -> Runner:
         name = _weight_prior(problem, "normal")
         if not WEIGHT_PRIORS[name].proper:
             raise ConfigError(f"bayes-decoder needs a proper weight prior, not {name!r}")
+        check_guide(problem.model.guide, problem.svi, point_decoder=False)
 
     def run(problem: Problem, reference: MethodResult | None) -> MethodResult:
         start = time.perf_counter()
@@ -471,7 +475,7 @@ def nuts_reference(images: int = 4, chains: int = 2, draws: int = 200, warmup: i
             vae, x, y, chains=chains, draws=draws, warmup=warmup, seed=problem.seed
         )
         with torch.no_grad():
-            loc, scale = vae.encoder(x)
+            loc, scale = moments(vae.posterior(x, y))
         # how far the encoder's q(z|x) is from the NUTS posterior
         details = {**posterior.summary(), **posterior.gap_summary(loc, scale)}
         return MethodResult(

@@ -39,18 +39,20 @@ class LatentPosterior(NamedTuple):
     def std(self) -> torch.Tensor:
         return self.samples.flatten(0, 1).std(0)
 
-    def against_gaussian(self, loc: torch.Tensor, scale: torch.Tensor) -> dict[str, torch.Tensor]:
-        """How far q(z|x) = N(loc, diag scale^2) is from these draws, per image and dimension.
+    def against_moments(self, loc: torch.Tensor, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+        """How far q(z|x), with mean ``loc`` and standard deviation ``scale`` per coordinate,
+        is from these draws, per image and dimension.
 
-        ``mean_gap_in_sd`` is (E_q z - E_nuts z) / sd_nuts and ``sd_ratio`` is sd_q / sd_nuts,
-        with q's moments exact (no draws from q), so the only Monte Carlo error is NUTS's.
+        ``mean_gap_in_sd`` is (E_q z - E_nuts z) / sd_nuts and ``sd_ratio`` is sd_q / sd_nuts.
+        For the Gaussian families q's moments are exact (no draws from q), so the only Monte
+        Carlo error is NUTS's.
         """
         return {"mean_gap_in_sd": (loc - self.mean) / self.std, "sd_ratio": scale / self.std}
 
     def gap_summary(self, loc: torch.Tensor, scale: torch.Tensor) -> dict[str, float]:
-        """Means over images and dimensions of :meth:`against_gaussian`: ``mean_abs_gap_in_sd``
+        """Means over images and dimensions of :meth:`against_moments`: ``mean_abs_gap_in_sd``
         and ``sd_ratio_mean``."""
-        gaps = self.against_gaussian(loc, scale)
+        gaps = self.against_moments(loc, scale)
         return {
             "mean_abs_gap_in_sd": gaps["mean_gap_in_sd"].abs().mean().item(),
             "sd_ratio_mean": gaps["sd_ratio"].mean().item(),

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+import pyro
 import torch
 from tqdm.auto import tqdm
 
@@ -25,6 +26,7 @@ from .compiled_loss import CompiledLoss
 from .distributed import Workers
 from .fit_state import check_fit_state
 from .gradients import GRADIENTS
+from .guide_checks import check_program_guide
 from .objectives import OBJECTIVES
 from .optimizers import OPTIMIZERS
 from .traced_loss import TracedLoss
@@ -221,6 +223,7 @@ def fit(
         The :class:`FitResult` over all epochs run, including those before a resume.
     """
     config = config or SVIConfig()
+    check_program_guide(program, config)
     workers = workers or Workers()
     num_data = x.shape[0]
     if config.batch_size > num_data:
@@ -440,7 +443,9 @@ def _optimizer_and_generator(
 ) -> tuple[list[torch.Tensor], torch.optim.Optimizer, torch.Generator]:
     """The trainable parameters (lazily built ones created first), their optimizer, and the
     generator of data order and binarization."""
-    with torch.no_grad():  # create lazily built parameters (autoguides) before the optimizer
+    # create lazily built parameters (autoguides) before the optimizer; the values are
+    # thrown away, so raw (not yet binarized) data is not validated
+    with torch.no_grad(), pyro.validation_enabled(False):
         program.guide(
             x[:1],
             None if labels is None else labels[:1],

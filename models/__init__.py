@@ -1,5 +1,7 @@
 """Pyro programs: networks, priors, likelihoods, and the VAE model + guide."""
 
+from . import semi_amortized  # noqa: F401  (registers the semi-amortized guide)
+from .guides import GUIDES, GuideFamily, moments
 from .likelihoods import LIKELIHOODS, Likelihood
 from .networks import LAYERS, Decoder, Encoder
 from .priors import PRIORS, Prior, PriorContext
@@ -7,6 +9,8 @@ from .vae import VAE, ModelSpec, build_vae, local_params
 from .weight_priors import WEIGHT_PRIORS, WeightPrior
 
 __all__ = [
+    "GUIDES",
+    "GuideFamily",
     "LAYERS",
     "LIKELIHOODS",
     "PRIORS",
@@ -21,4 +25,5 @@ __all__ = [
     "WeightPrior",
     "build_vae",
     "local_params",
+    "moments",
 ]

@@ -92,3 +92,23 @@ class DiagonalNormalMixture(dist.TorchDistribution):
         z = value.double() - centre
         features = torch.cat([z * z, z, torch.ones_like(z[..., :1])], -1)
         return torch.logsumexp(features @ coefficients.T, -1).to(value.dtype)
+
+
+class ComponentMixture(dist.MixtureSameFamily):
+    """``MixtureSameFamily`` for any component family, flows included.
+
+    Torch's version hands the components the value with a size-1 component dimension and
+    relies on broadcasting; a conditioned flow's inverse cannot broadcast its context that way,
+    so here the value is expanded to every component first.
+    """
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        padded = self._pad(value)
+        event = self.component_distribution.event_shape
+        components = self.component_distribution.batch_shape[-1]
+        lead = padded.shape[: padded.dim() - len(event) - 1]
+        log_prob = self.component_distribution.log_prob(padded.expand(*lead, components, *event))
+        log_weights = torch.log_softmax(self.mixture_distribution.logits, dim=-1)
+        return torch.logsumexp(log_prob + log_weights, dim=-1)

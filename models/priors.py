@@ -20,7 +20,7 @@ from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.registry import Registry
 from pyro_vae.validate import positive_float, positive_int
 
-from .mixtures import DiagonalNormalMixture
+from .mixtures import ComponentMixture, DiagonalNormalMixture
 
 
 @dataclass
@@ -28,7 +28,7 @@ class PriorContext:
     """What some priors need besides the latent size.
 
     Args:
-        encoder: The VAE's encoder (the VampPrior mixes its posteriors at pseudo-inputs).
+        encoder: The VAE's guide family (the VampPrior mixes its q(z|u) at pseudo-inputs).
         data: Training data (initial pseudo-inputs).
         num_classes: Number of labels (class-conditional prior).
     """
@@ -160,7 +160,8 @@ class VampPrior(Prior):
     """VampPrior (Tomczak & Welling 2018): p(z) = (1/K) sum_k q(z | u_k).
 
     The pseudo-inputs u_k are learned, initialised from training data; the encoder is the
-    VAE's own, shared.
+    VAE's own, shared, and q(z | u_k) is its family's network output (a semi-amortized guide's
+    refinement needs a datapoint, so the mixture uses the unrefined q).
     """
 
     name = "vamp"
@@ -183,9 +184,14 @@ class VampPrior(Prior):
         self.encoder = context.encoder
 
     def forward(self, batch_size: int, labels: torch.Tensor | None = None):
-        loc, scale = self.encoder(self.pseudo_inputs)
-        weights = torch.zeros(len(loc), dtype=loc.dtype, device=loc.device)
-        return DiagonalNormalMixture(weights, loc, scale).expand([batch_size])
+        q = self.encoder(self.pseudo_inputs)
+        components = self.pseudo_inputs.shape[0]
+        weights = torch.zeros(components, device=self.pseudo_inputs.device)
+        if isinstance(q, dist.Independent) and isinstance(q.base_dist, dist.Normal):
+            return DiagonalNormalMixture(weights, q.base_dist.loc, q.base_dist.scale).expand(
+                [batch_size]
+            )
+        return ComponentMixture(dist.Categorical(logits=weights), q).expand([batch_size])
 
 
 class ClassConditionalPrior(Prior):

@@ -23,8 +23,9 @@ from pyro.nn import PyroModule, pyro_method
 from pyro_vae.errors import ConfigError
 from pyro_vae.validate import check_allocation
 
+from .guides import GUIDES, GuideFamily, moments
 from .likelihoods import LIKELIHOODS, Likelihood
-from .networks import Decoder, Encoder
+from .networks import Decoder
 from .priors import PRIORS, Prior, PriorContext
 from .weight_priors import WEIGHT_PRIORS, WeightPrior
 
@@ -58,7 +59,8 @@ class VAE(PyroModule):
     """Kingma & Welling's VAE written as a Pyro model and guide.
 
     Args:
-        encoder: Network mapping x to the loc and scale of q(z|x).
+        encoder: The amortized variational family q(z|x), a member of
+            :data:`~pyro_vae.models.guides.GUIDES` (e.g. the ``diagonal`` Gaussian).
         decoder: Network mapping z to the likelihood's parameters.
         prior: The latent prior p(z), e.g. ``PRIORS["standard-normal"](latent_dim)``.
         likelihood: The observation model p(x|z), e.g. ``LIKELIHOODS["bernoulli"](784)``.
@@ -83,7 +85,7 @@ class VAE(PyroModule):
 
     def __init__(
         self,
-        encoder: Encoder,
+        encoder: GuideFamily,
         decoder: Decoder,
         prior: Prior,
         likelihood: Likelihood,
@@ -184,19 +186,38 @@ class VAE(PyroModule):
         batch_size: int | None = None,
         particles: int = 1,
     ) -> None:
-        """q(z|x) = N(z; mu_phi(x), diag sigma_phi(x)^2)."""
+        """q_phi(z|x), the encoder's family (:meth:`posterior`)."""
+        q = self.posterior(x, labels)
         with self.data_plate(x, x.shape[0], num_data, indices):
-            loc, scale = self.encoder(x)
             with particle_plate(particles), poutine.scale(scale=beta):
-                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+                pyro.sample("z", q)
+
+    def posterior(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dist.TorchDistribution:
+        """q(z|x) for each row of ``x``, batch shape ``(len(x),)``, as the guide samples it.
+
+        A family that refines q with the model (``semi-amortized``) runs the model here; under
+        a prior that reads labels it needs them, and without them q is the network's alone.
+        """
+        if not self.encoder.reads_model:
+            return self.encoder(x)
+        if self.weight_sites:
+            raise ConfigError(
+                f"the {self.encoder.name} guide refines q with the decoder, which is random "
+                "under a weight prior; call fix_weights() first"
+            )
+        if self.prior.needs_labels and labels is None:
+            return self.encoder(x)
+        return self.encoder.posterior(x, labels, self.model)
 
     @local_params
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Mean of p(x | z = E_q[z|x]): what the model makes of ``x``."""
         self._check_point_decoder()
-        loc, _ = self.encoder(x)
-        return self.likelihood.mean(self.decoder(loc))
+        mean, _ = moments(self.posterior(x, labels))
+        return self.likelihood.mean(self.decoder(mean))
 
     @local_params
     @torch.no_grad()
@@ -214,8 +235,8 @@ class VAE(PyroModule):
 def mlp_vae_parameters(
     data_dim: int, latent_dim: int, hidden: Sequence[int], gated: bool = False
 ) -> int:
-    """How many numbers the encoder and decoder of :func:`build_vae` hold (gated layers have two
-    weight matrices), counted before anything is allocated."""
+    """How many numbers the diagonal encoder and the decoder of :func:`build_vae` hold (gated
+    layers have two weight matrices), counted before anything is allocated."""
     per_layer = 2 if gated else 1
 
     def body(widths: Sequence[int]) -> int:
@@ -242,6 +263,8 @@ def build_vae(
     weight_prior: str | None = None,
     weight_prior_options: dict | None = None,
     layer: str = "relu",
+    guide: str = "diagonal",
+    guide_options: dict | None = None,
 ) -> VAE:
     """Build an MLP VAE from registry names.
 
@@ -260,14 +283,21 @@ def build_vae(
         weight_prior_options: Keyword options for the weight prior.
         layer: Hidden layer type of both networks, a name in
             :data:`~pyro_vae.models.networks.LAYERS`.
+        guide: The variational family q(z|x), a name in
+            :data:`~pyro_vae.models.guides.GUIDES`.
+        guide_options: Keyword options for the family (e.g. ``{"steps": 4}`` for ``iaf``).
     """
     hidden = tuple(hidden)
+    guide_options = guide_options or {}
+    GUIDES.check_options(guide, guide_options)
+    width = hidden[-1] if hidden else data_dim
+    extra = GUIDES[guide].count_parameters(data_dim, latent_dim, width, **guide_options)
     check_allocation(
         f"an MLP VAE {data_dim}-{'-'.join(map(str, hidden))}{'-' if hidden else ''}{latent_dim} "
-        "with gradients and optimizer state",
-        4 * mlp_vae_parameters(data_dim, latent_dim, hidden, gated=layer == "gated"),
+        f"with a {guide} guide, gradients and optimizer state",
+        4 * (mlp_vae_parameters(data_dim, latent_dim, hidden, gated=layer == "gated") + extra),
     )
-    encoder = Encoder(data_dim, latent_dim, hidden, layer)
+    encoder = GUIDES.build(guide, data_dim, latent_dim, hidden, layer, **guide_options)
     context = PriorContext(encoder=encoder, data=data, num_classes=num_classes)
     return VAE(
         encoder,
@@ -291,6 +321,8 @@ class ModelSpec:
     prior_options: dict[str, Any] = field(default_factory=dict)
     likelihood_options: dict[str, Any] = field(default_factory=dict)
     layer: str = "relu"
+    guide: str = "diagonal"
+    guide_options: dict[str, Any] = field(default_factory=dict)
 
     def build(
         self,
@@ -314,4 +346,6 @@ class ModelSpec:
             weight_prior=weight_prior,
             weight_prior_options=weight_prior_options,
             layer=self.layer,
+            guide=self.guide,
+            guide_options=self.guide_options,
         ).to(data.device)

@@ -148,6 +148,9 @@ def _add_compare(commands: Any) -> None:
         help="methods (default: every registered one: " + " ".join(all_methods()) + ")",
     )
     compare.add_argument(
+        "--guides", nargs="+", metavar="NAME", help="variational families (default: diagonal)"
+    )
+    compare.add_argument(
         "--priors", nargs="+", metavar="NAME", help="latent priors (default: standard-normal)"
     )
     compare.add_argument(
@@ -170,6 +173,14 @@ def _add_compare(commands: Any) -> None:
         help="prior options, e.g. vamp.components=20 (without PRIOR. for every prior compared)",
     )
     compare.add_argument(
+        "--guide-opt",
+        action="extend",
+        nargs="+",
+        type=_key_value,
+        metavar="[GUIDE.]KEY=VALUE",
+        help="guide options, e.g. iaf.steps=4 (without GUIDE. for every guide compared)",
+    )
+    compare.add_argument(
         "--weight-prior",
         metavar="NAME",
         help="decoder-weight prior for the methods that take one (default: each method's own)",
@@ -183,7 +194,10 @@ def _add_compare(commands: Any) -> None:
     compare.add_argument(
         "--num-test", type=_typed("--num-test", int), metavar="INT", help="test images used"
     )
-    _add_config_options(compare, skip=("prior", "prior_options", "seed", "weight_prior"))
+    _add_config_options(
+        compare,
+        skip=("guide", "guide_options", "prior", "prior_options", "seed", "weight_prior"),
+    )
     compare.add_argument("--out", metavar="DIR", help="results folder (default: runs/compare-TIME)")
     compare.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -221,9 +235,7 @@ def _train(args: argparse.Namespace) -> None:
         for f in fields(TrainConfig)
         if getattr(args, f.name) is not None
     }
-    for name in ("prior_options", "likelihood_options", "weight_prior_options"):
-        if name in given:
-            given[name] = dict(given[name])
+    given = _options_as_dicts(given)
     if args.resume:
         if args.out is None:
             raise ConfigError("--resume needs --out, the run folder to continue")
@@ -241,6 +253,11 @@ def _train(args: argparse.Namespace) -> None:
         f"log p(x) {test['log_likelihood']:.2f} nats per datapoint "
         f"(importance sampling, K={test['num_samples']}); run folder: {out}"
     )
+
+
+def _options_as_dicts(given: dict[str, Any]) -> dict[str, Any]:
+    """The ``KEY=VALUE`` lists of the ``*_options`` settings as dicts."""
+    return {k: dict(v) if k.endswith("_options") else v for k, v in given.items()}
 
 
 def _scoped(pairs: list[tuple[str, Any]] | None, option: str, default_scopes=None):
@@ -268,15 +285,24 @@ def _compare(args: argparse.Namespace) -> None:
         for f in fields(TrainConfig)
         if getattr(args, f.name, None) is not None
     }
-    for name in ("likelihood_options", "weight_prior_options"):
-        if name in base:
-            base[name] = dict(base[name])
+    base = _options_as_dicts(base)
     grid: dict[str, Any] = {
         name: getattr(args, name)
-        for name in ("methods", "priors", "seeds", "weight_prior", "proposal_epochs", "num_test")
+        for name in (
+            "methods",
+            "guides",
+            "priors",
+            "seeds",
+            "weight_prior",
+            "proposal_epochs",
+            "num_test",
+        )
         if getattr(args, name) is not None
     }
     grid["method_options"] = _scoped(args.method_opt, "--method-opt")
+    grid["guide_options"] = _scoped(
+        args.guide_opt, "--guide-opt", grid.get("guides", ("diagonal",))
+    )
     grid["prior_options"] = _scoped(
         args.prior_opt, "--prior-opt", grid.get("priors", ("standard-normal",))
     )

@@ -1,4 +1,5 @@
-"""``pyro-vae compare``: a grid of methods x latent priors x seeds on one data set and budget.
+"""``pyro-vae compare``: a grid of methods x guides x latent priors x seeds on one data set and
+budget.
 
 Every cell is fitted by :data:`~pyro_vae.inference.methods.METHODS` and measured by the same
 estimators; the results folder holds ``results.md`` (a table a person reads), ``results.csv``,
@@ -20,7 +21,7 @@ import torch
 
 from pyro_vae.inference import evaluate
 from pyro_vae.inference.methods import METHODS, MethodResult, Problem
-from pyro_vae.models import PRIORS, WEIGHT_PRIORS
+from pyro_vae.models import GUIDES, PRIORS, WEIGHT_PRIORS
 
 from . import arviz_bridge, plots
 from .checkpoint import write_json, write_text
@@ -50,12 +51,14 @@ class CompareConfig:
     """A comparison: the shared training settings plus the grid.
 
     Args:
-        base: Data, model and training budget shared by every cell (its ``prior`` and
-            ``seed`` are replaced by each cell's).
+        base: Data, model and training budget shared by every cell (its ``guide``,
+            ``prior`` and ``seed`` are replaced by each cell's).
         methods: Names in :data:`~pyro_vae.inference.methods.METHODS` (default: all).
+        guides: Variational families, names in :data:`~pyro_vae.models.GUIDES`.
         priors: Latent priors, names in :data:`~pyro_vae.models.PRIORS`.
         seeds: One fit per seed; tables show mean and spread across seeds.
         method_options: Options per method, e.g. ``{"iwae": {"particles": 10}}``.
+        guide_options: Options per guide, e.g. ``{"iaf": {"steps": 4}}``.
         prior_options: Options per latent prior, e.g. ``{"vamp": {"components": 20}}``.
         weight_prior: Decoder-weight prior for the methods that take one (``None``: each
             method's default).
@@ -65,21 +68,28 @@ class CompareConfig:
 
     base: TrainConfig = field(default_factory=TrainConfig)
     methods: tuple[str, ...] = field(default_factory=all_methods)
+    guides: tuple[str, ...] = ("diagonal",)
     priors: tuple[str, ...] = ("standard-normal",)
     seeds: tuple[int, ...] = (0,)
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    guide_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     prior_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     weight_prior: str | None = None
     proposal_epochs: int = 10
     num_test: int | None = None
 
     def __post_init__(self) -> None:
-        self.methods, self.priors, self.seeds = (
+        self.methods, self.guides, self.priors, self.seeds = (
             tuple(self.methods),
+            tuple(self.guides),
             tuple(self.priors),
             tuple(self.seeds),
         )
-        for name, values in (("methods", self.methods), ("priors", self.priors)):
+        for name, values in (
+            ("methods", self.methods),
+            ("guides", self.guides),
+            ("priors", self.priors),
+        ):
             if not values:
                 raise ConfigError(f"{name} must name at least one")
             if len(set(values)) != len(values):
@@ -90,8 +100,11 @@ class CompareConfig:
             nonnegative_int("seed", seed)
         for prior in self.priors:
             PRIORS[prior]
+        for guide in self.guides:
+            GUIDES.check_options(guide, self.guide_options.get(guide, {}))
         for kind, given, names in (
             ("methods", self.method_options, self.methods),
+            ("guides", self.guide_options, self.guides),
             ("priors", self.prior_options, self.priors),
         ):
             unknown = sorted(set(given) - set(names))
@@ -154,13 +167,19 @@ def preset_config(
     )
 
 
-def _problem(config: CompareConfig, prior: str, seed: int, run: RunData) -> Problem:
-    """One cell of the grid."""
+def _problem(config: CompareConfig, cell: tuple[str, str, int], run: RunData) -> Problem:
+    """One cell of the grid: (guide, prior, seed)."""
+    guide, prior, seed = cell
     base = config.base
     return Problem(
         run.train_x,
         run.train_y,
-        base.model_spec(prior=prior, prior_options=config.prior_options.get(prior, {})),
+        base.model_spec(
+            guide=guide,
+            guide_options=config.guide_options.get(guide, {}),
+            prior=prior,
+            prior_options=config.prior_options.get(prior, {}),
+        ),
         base.svi_config(),
         binarization=run.binarization,
         weight_prior=config.weight_prior,
@@ -173,11 +192,13 @@ def _problem(config: CompareConfig, prior: str, seed: int, run: RunData) -> Prob
     )
 
 
-def _row(result: MethodResult, prior: str, seed: int, train_x, train_y, test_x, test_y, k: int):
-    """The table row of one fit, and its per-image test log-likelihoods (``None`` if it has no
-    model to score)."""
+def _row(result: MethodResult, cell, train_x, train_y, test_x, test_y, k: int):
+    """The table row of one fit of ``cell`` (guide, prior, seed), and its per-image test
+    log-likelihoods (``None`` if it has no model to score)."""
+    guide, prior, seed = cell
     row: dict[str, Any] = {
         "method": result.method,
+        "guide": guide,
         "prior": prior,
         "seed": seed,
         "epochs": result.history.epochs,
@@ -240,7 +261,7 @@ def _mean_sd(values: list[float]) -> str:
 
 
 def results_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown table: one line per (method, prior), mean ± sd across seeds."""
+    """Markdown table: one line per (method, guide, prior), mean ± sd across seeds."""
     columns = [
         ("train ELBO", "train_elbo"),
         ("test ELBO", "test_elbo"),
@@ -252,18 +273,18 @@ def results_table(rows: list[dict[str, Any]]) -> str:
         ("fit time (s)", "wall_time_s"),
     ]
     lines = [
-        "| method | prior | " + " | ".join(title for title, _ in columns) + " |",
-        "|---|---|" + "---:|" * len(columns),
+        "| method | guide | prior | " + " | ".join(title for title, _ in columns) + " |",
+        "|---|---|---|" + "---:|" * len(columns),
     ]
-    keys = list(dict.fromkeys((r["method"], r["prior"]) for r in rows))
-    for method, prior in keys:
-        group = [r for r in rows if r["method"] == method and r["prior"] == prior]
+    cell = ("method", "guide", "prior")
+    for key in dict.fromkeys(tuple(r[c] for c in cell) for r in rows):
+        group = [r for r in rows if tuple(r[c] for c in cell) == key]
         cells = [
             _mean_sd([r[key] for r in group]) if key in group[0] else "—" for _, key in columns
         ]
         if "proposal_epochs" in group[0]:  # the NLL is an upper bound through a weak proposal
             cells[2] = f"≥ {cells[2]}"
-        lines.append(f"| {method} | {prior} | " + " | ".join(cells) + " |")
+        lines.append(f"| {' | '.join(key)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -280,13 +301,14 @@ def _elpd_section(rows: list[dict[str, Any]]) -> list[str]:
         "pointwise differences (as `arviz.compare` computes it). A difference smaller than "
         "about two standard errors does not separate the fits.",
         "",
-        "| seed | method | prior | ELPD | ELPD diff | SE of diff | k-hat < 0.5 | active units |",
-        "|---:|---|---|---:|---:|---:|---:|---:|",
+        "| seed | method | guide | prior | ELPD | ELPD diff | SE of diff | k-hat < 0.5 | "
+        "active units |",
+        "|---:|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(scored, key=lambda r: (r["seed"], r["elpd_diff"])):
         good = f"{100 * r['khat_good']:.0f} %" if "khat_good" in r else "—"
         lines.append(
-            f"| {r['seed']} | {r['method']} | {r['prior']} | {r['elpd']:.1f} | "
+            f"| {r['seed']} | {r['method']} | {r['guide']} | {r['prior']} | {r['elpd']:.1f} | "
             f"{r['elpd_diff']:.1f} | {r['elpd_dse']:.1f} | {good} | {r['active_units']} |"
         )
     return lines
@@ -310,8 +332,9 @@ def _report(config: CompareConfig, rows, summary: dict[str, Any], pictures: list
         f"Data: {base.dataset}, {base.binarize} binarization (test set binarized once, seed "
         f"{TEST_BINARIZATION_SEED}), {summary['num_train']} training and {summary['num_test']} "
         f"test images. Model: MLP {base.hidden}, z = {base.latent_dim}, {base.likelihood} "
-        f"likelihood. Budget: {base.epochs} epochs, batch {base.batch_size}, {base.optimizer} "
-        f"lr {base.lr}. Seeds: {', '.join(map(str, config.seeds))}.",
+        f"likelihood; guides: {', '.join(config.guides)}. Budget: {base.epochs} epochs, "
+        f"batch {base.batch_size}, {base.optimizer} lr {base.lr}. "
+        f"Seeds: {', '.join(map(str, config.seeds))}.",
         "",
         f"Nats per image; higher ELBO and lower NLL are better. Test NLL is importance-sampled "
         f"with K = {k} draws from each method's encoder; train ELBO uses {TRAIN_ELBO_SAMPLES} "
@@ -377,8 +400,9 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
         )
     runners = {m: METHODS.build(m, **config.method_options.get(m, {})) for m in config.methods}
     problems = {
-        (prior, seed): _problem(config, prior, seed, run)
+        (guide, prior, seed): _problem(config, (guide, prior, seed), run)
         for seed in config.seeds
+        for guide in config.guides
         for prior in config.priors
     }
     _check_grid(config, run, runners, problems)
@@ -408,11 +432,13 @@ def _check_grid(
     config: CompareConfig,
     run: RunData,
     runners: dict[str, Any],
-    problems: dict[tuple[str, int], Problem],
+    problems: dict[tuple[str, str, int], Problem],
 ) -> None:
     """Refuse a cell no method can fit, or data no likelihood can model, before any work."""
-    for prior in config.priors:  # seeds change nothing here
-        problem = problems[prior, config.seeds[0]]
+    for guide, prior, seed in problems:
+        if seed != config.seeds[0]:  # seeds change nothing here
+            continue
+        problem = problems[guide, prior, seed]
         for runner in runners.values():
             runner.check(problem)
         # builds the prior (refusing e.g. class-conditional without labels) and the likelihood
@@ -440,28 +466,32 @@ def _fit_grid(
     config: CompareConfig,
     run: RunData,
     runners: dict[str, Any],
-    problems: dict[tuple[str, int], Problem],
+    problems: dict[tuple[str, str, int], Problem],
     progress: bool,
 ) -> _Grid:
     grid = _Grid()
     scored = (run.train_fixed, run.train_y, run.test_x, run.test_y, config.base.is_samples)
-    for (prior, seed), problem in problems.items():
+    for (guide, prior, seed), problem in problems.items():
         done: dict[str, MethodResult] = {}
         for method, runner in runners.items():
             result = runner(problem, reference=done.get("vae"))
             done[method] = result
-            row, values = _row(result, prior, seed, *scored)
+            row, values = _row(result, (guide, prior, seed), *scored)
             grid.rows.append(row)
             grid.per_image.append(values)
             if progress:
                 nll = f"test NLL {row['test_nll']:.2f}" if "test_nll" in row else "done"
                 print(
-                    f"pyro-vae compare: {method}, prior {prior}, seed {seed}: {nll} "
+                    f"pyro-vae compare: {method}, guide {guide}, prior {prior}, seed {seed}: {nll} "
                     f"({result.wall_time:.0f} s fitting)",
                     file=sys.stderr,
                     flush=True,
                 )
-            label = method if len(config.priors) == 1 else f"{method} / {prior}"
+            label = " / ".join(
+                [method]
+                + ([guide] if len(config.guides) > 1 else [])
+                + ([prior] if len(config.priors) > 1 else [])
+            )
             if seed == config.seeds[0]:
                 if result.vae is not None:
                     grid.shown[label] = result

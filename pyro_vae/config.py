@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from pyro_vae.inference import OBJECTIVES, SVIConfig
-from pyro_vae.models import LAYERS, LIKELIHOODS, PRIORS, WEIGHT_PRIORS, ModelSpec
+from pyro_vae.inference.guide_checks import check_guide
+from pyro_vae.models import GUIDES, LAYERS, LIKELIHOODS, PRIORS, WEIGHT_PRIORS, ModelSpec
 from pyro_vae.models.weight_priors import check_point_estimate
 
 from .data import BINARIZATIONS, DATASETS
@@ -43,6 +44,20 @@ class TrainConfig:
         "hidden layer type: "
         + ", ".join(sorted(LAYERS))
         + " (gated = (Wx+b)*sigmoid(Vx+c), the VampPrior paper's MLP)",
+    )
+    guide: str = option(
+        "diagonal",
+        "the variational family q(z|x): "
+        + ", ".join(GUIDES)
+        + " (full-rank: a lower-triangular scale; iaf: inverse autoregressive flow steps; "
+        "semi-amortized: refined per datapoint by gradient steps)",
+    )
+    guide_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "guide options as KEY=VALUE, e.g. steps=4 context_dim=20 flow_hidden=60 "
+            "(iaf), steps=5 lr=0.1 max_norm=10 (semi-amortized)"
+        },
     )
     likelihood: str = option("bernoulli", "p(x|z): " + ", ".join(sorted(LIKELIHOODS)))
     likelihood_options: dict[str, Any] = field(
@@ -115,13 +130,20 @@ class TrainConfig:
         DATASETS[self.dataset]
         BINARIZATIONS[self.binarize]
         LAYERS[self.layer]
+        GUIDES[self.guide]
         LIKELIHOODS[self.likelihood]
         PRIORS[self.prior]
         if self.weight_prior != "flat":
             check_point_estimate(self.weight_prior, "train fits a point-estimate decoder")
-        for name in ("prior_options", "likelihood_options", "weight_prior_options"):
+        for name in (
+            "guide_options",
+            "prior_options",
+            "likelihood_options",
+            "weight_prior_options",
+        ):
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"{name} must be a dict, not {getattr(self, name)!r}")
+        GUIDES.check_options(self.guide, self.guide_options)
         PRIORS.check_options(self.prior, self.prior_options)
         LIKELIHOODS.check_options(self.likelihood, self.likelihood_options)
         WEIGHT_PRIORS.check_options(self.weight_prior, self.weight_prior_options)
@@ -133,7 +155,7 @@ class TrainConfig:
             positive_int("hidden", width)
         nonnegative_int("seed", self.seed)
         check_device(self.device)
-        self.svi_config()
+        check_guide(self.guide, self.svi_config(), point_decoder=self.weight_prior == "flat")
 
     def svi_config(self) -> SVIConfig:
         """The part of the run that :func:`pyro_vae.inference.fit` takes."""
@@ -161,6 +183,8 @@ class TrainConfig:
                 "latent_dim",
                 "hidden",
                 "layer",
+                "guide",
+                "guide_options",
                 "prior",
                 "likelihood",
                 "prior_options",

@@ -24,10 +24,10 @@ import torch
 from torch.distributions import kl_divergence
 
 from pyro_vae.inference import Evaluation, evaluate
-from pyro_vae.inference.local_gaussian import fit_local_gaussians
+from pyro_vae.inference.local_posteriors import fit_local_posteriors
 from pyro_vae.inference.nuts import LatentPosterior, nuts_latent
 from pyro_vae.inference.svi import Program
-from pyro_vae.models import VAE
+from pyro_vae.models import VAE, moments
 
 from . import arviz_bridge
 from .errors import ConfigError
@@ -194,11 +194,15 @@ def posterior_collapse(
         x: Data, ``(num_data, features)``.
         labels: Labels for priors that use them.
         threshold: Activity above which a unit counts as active.
-        num_samples: Draws per datapoint for the KL where it has no closed form.
+        num_samples: Draws per datapoint for the KL where it has no closed form, and for q's
+            moments where they have none (``iaf``).
+
+    q(z_u|x) is the marginal of q in coordinate u: exact for the Gaussian families, the
+    Gaussian with its mean and standard deviation for ``iaf``.
     """
     positive_float("threshold", threshold)
     positive_int("num_samples", num_samples)
-    loc, scale = vae.encoder(x)
+    loc, scale = moments(vae.posterior(x, labels), num_samples)
     activity = loc.double().var(0, unbiased=False) if len(x) > 1 else torch.zeros_like(loc[0])
     base = _factorised(vae.prior(len(x), labels))
     kl = None
@@ -258,28 +262,39 @@ class AggregatePosterior(NamedTuple):
         }
 
 
+def _in_float64(q: dist.Distribution) -> dist.Distribution:
+    """The Gaussian families' q in float64 (sums of many small densities); others as they are."""
+    if isinstance(q, dist.Independent) and isinstance(q.base_dist, dist.Normal):
+        return dist.Normal(q.base_dist.loc.double(), q.base_dist.scale.double()).to_event(1)
+    if isinstance(q, dist.MultivariateNormal):
+        return dist.MultivariateNormal(q.loc.double(), scale_tril=q.scale_tril.double())
+    return q
+
+
 def _log_aggregate(
     z: torch.Tensor,
-    loc: torch.Tensor,
-    scale: torch.Tensor,
+    q: dist.Distribution,
     leave_own_out: bool = False,
     chunk: int = 256,
 ) -> torch.Tensor:
-    """log (1/N) sum_n N(z_i; loc_n, scale_n) for every row z_i, in chunks of rows.
+    """log (1/N) sum_n q(z_i | x_n) for every row z_i, in chunks of rows; ``q`` has batch
+    shape ``(N,)``.
 
     With ``leave_own_out`` (z_i drawn from component i) the i-th component is left out and the
     mean is over the other N - 1, so z_i is scored like a point the mixture has not seen.
     """
     out = []
-    components = dist.Normal(loc.double(), scale.double())
+    components = _in_float64(q)
+    count = q.batch_shape[0]
     for start in range(0, len(z), chunk):
-        zi = z[start : start + chunk].double()
-        log_p = components.log_prob(zi[:, None, :]).sum(-1)
+        zi = z[start : start + chunk]
+        zi = zi if components is q else zi.double()
+        log_p = components.log_prob(zi[:, None, :].expand(len(zi), count, zi.shape[-1])).double()
         if leave_own_out:
             own = torch.arange(start, start + len(zi), device=z.device)
             log_p[torch.arange(len(zi), device=z.device), own] = -math.inf
         out.append(torch.logsumexp(log_p, dim=1))
-    return torch.cat(out) - math.log(len(loc) - (1 if leave_own_out else 0))
+    return torch.cat(out) - math.log(count - (1 if leave_own_out else 0))
 
 
 def _log_prior(vae: VAE, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -311,13 +326,13 @@ def aggregate_posterior(
         raise ConfigError("the aggregate posterior needs at least 2 datapoints")
     if vae.prior.needs_labels and labels is None:
         raise ConfigError(f"the {vae.prior.name} prior needs labels")
-    loc, scale = vae.encoder(x)
-    z = dist.Normal(loc, scale).sample()
-    log_q_own = dist.Normal(loc, scale).log_prob(z).sum(-1).double()
-    log_q = _log_aggregate(z, loc, scale)
+    q = vae.posterior(x, labels)
+    z = q.sample()
+    log_q_own = q.log_prob(z).double()
+    log_q = _log_aggregate(z, q)
     prior_draws = vae.prior(len(x), labels).sample()
-    log_q_at_prior = _log_aggregate(prior_draws, loc, scale)
-    cutoff = torch.quantile(_log_aggregate(z, loc, scale, leave_own_out=True), 0.01)
+    log_q_at_prior = _log_aggregate(prior_draws, q)
+    cutoff = torch.quantile(_log_aggregate(z, q, leave_own_out=True), 0.01)
     return AggregatePosterior(
         _mean(log_q - _log_prior(vae, z, labels)),
         _mean(log_q_own - log_q),
@@ -385,12 +400,12 @@ def inference_gaps(
         x: The images, ``(num_images, features)``.
         labels: Their labels, for priors that use them.
         steps: Adam steps of the optimisation of q* (see
-            :func:`~pyro_vae.inference.local_gaussian.fit_local_gaussians`).
+            :func:`~pyro_vae.inference.local_posteriors.fit_local_posteriors`).
         lr: Its learning rate.
         num_particles: Draws per step of its ELBO.
         num_samples: Draws per image for the ELBOs and the IS estimate.
     """
-    local, losses = fit_local_gaussians(
+    local, losses = fit_local_posteriors(
         vae, x, labels, steps=steps, lr=lr, num_particles=num_particles
     )
     # the q* guide is tied to its rows, so it is evaluated without splitting the images; under
@@ -405,7 +420,8 @@ def inference_gaps(
 
 class LatentComparison(NamedTuple):
     """NUTS and q(z|x) draws for the same images, ``(chains, draws, images, latent_dim)``, and
-    q's exact moments ``loc`` and ``scale``, ``(images, latent_dim)``."""
+    q's mean ``loc`` and standard deviation ``scale`` per coordinate, ``(images, latent_dim)``
+    (exact for the Gaussian families, from draws for ``iaf``)."""
 
     nuts: LatentPosterior
     variational: torch.Tensor
@@ -415,8 +431,8 @@ class LatentComparison(NamedTuple):
 
     def differences(self) -> dict[str, torch.Tensor]:
         """Per image and dimension: (E_q z - E_nuts z) / sd_nuts and sd_q / sd_nuts (see
-        :meth:`~pyro_vae.inference.nuts.LatentPosterior.against_gaussian`)."""
-        return self.nuts.against_gaussian(self.loc, self.scale)
+        :meth:`~pyro_vae.inference.nuts.LatentPosterior.against_moments`)."""
+        return self.nuts.against_moments(self.loc, self.scale)
 
     def gap_summary(self) -> dict[str, float]:
         """``mean_abs_gap_in_sd`` and ``sd_ratio_mean``, as ``compare`` reports them."""
@@ -452,11 +468,12 @@ def vi_against_nuts(
     xs = x[images]
     ys = None if labels is None else labels[images]
     posterior = nuts_latent(vae, xs, ys, chains=chains, draws=draws, warmup=warmup, seed=seed)
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    with torch.no_grad():
-        loc, scale = vae.encoder(xs)
-        noise = torch.randn((chains, draws, *loc.shape), generator=generator, device=x.device)
-    return LatentComparison(posterior, loc + scale * noise, images, loc, scale)
+    with torch.no_grad(), torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+        torch.manual_seed(seed)
+        q = vae.posterior(xs, ys)
+        loc, scale = moments(q)
+        draws_q = q.sample((chains, draws))
+    return LatentComparison(posterior, draws_q, images, loc, scale)
 
 
 # ----------------------------------------------------------------------------- ELPD

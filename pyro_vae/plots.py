@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from pyro_vae.models import VAE
+from pyro_vae.models import VAE, moments
 
 from .checkpoint import write_bytes
 from .data import evenly_spaced
@@ -90,9 +90,9 @@ def latent_coordinates(loc: torch.Tensor) -> tuple[torch.Tensor, str]:
 def save_latent_scatter(
     vae: VAE, x: torch.Tensor, labels: torch.Tensor | None, path: str | Path
 ) -> None:
-    """Encoder means of ``x``, coloured by label."""
+    """Means of q(z|x) for ``x``, coloured by label."""
     with torch.no_grad():
-        loc, _ = vae.encoder(x)
+        loc, _ = moments(vae.posterior(x, labels))
     coords, axis = latent_coordinates(loc)
     fig = Figure(figsize=(5.5, 5))
     ax = fig.subplots()
@@ -198,11 +198,13 @@ def save_loss_curves(histories: dict[str, Sequence[float]], path: str | Path) ->
 
 
 def save_nll_bars(rows: Sequence[dict], path: str | Path) -> None:
-    """Test NLL per (method, prior): the mean across seeds, error bars one sd across seeds."""
+    """Test NLL per (method, guide, prior): the mean across seeds, error bars one sd across
+    seeds. A row without a ``guide`` is the diagonal one."""
     groups: dict[str, list[float]] = {}
     for row in rows:
         if "test_nll" in row:
-            groups.setdefault(f"{row['method']}\n{row['prior']}", []).append(row["test_nll"])
+            cell = (row["method"], row.get("guide", "diagonal"), row["prior"])
+            groups.setdefault("\n".join(cell), []).append(row["test_nll"])
     fig = Figure(figsize=(max(4.0, 1.1 * len(groups) + 1), 4))
     ax = fig.subplots()
     labels = list(groups)

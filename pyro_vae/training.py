@@ -157,6 +157,11 @@ def _device_and_workers(config: TrainConfig) -> tuple[torch.device, Workers]:
     return device, workers
 
 
+def _analytic_kl(vae: VAE) -> bool:
+    """Whether KL(q(z|x) || p(z)) has a closed form for this guide family and prior."""
+    return vae.prior.analytic_kl and vae.encoder.analytic_kl
+
+
 def _check_before_work(
     config: TrainConfig,
     vae: VAE,
@@ -168,10 +173,10 @@ def _check_before_work(
 ) -> None:
     """Refuse data the likelihood cannot model, batch sizes the data or workers cannot take,
     and a checkpoint that does not fit the program, before anything is written."""
-    if config.objective == "elbo-analytic-kl" and not vae.prior.analytic_kl:
+    if config.objective == "elbo-analytic-kl" and not _analytic_kl(vae):
         print(
-            f"pyro-vae: note: no closed-form KL for the {config.prior} prior; "
-            "elbo-analytic-kl estimates it by Monte Carlo",
+            f"pyro-vae: note: no closed-form KL for the {config.guide} guide and the "
+            f"{config.prior} prior; elbo-analytic-kl estimates it by Monte Carlo",
             file=sys.stderr,
         )
     vae.likelihood.check_data(run.train_fixed)
@@ -315,6 +320,7 @@ def _metrics(
             "test_seed": TEST_BINARIZATION_SEED if run.binarization.resample else None,
         },
         "likelihood": {"name": config.likelihood, "options": config.likelihood_options},
+        "guide": {"name": config.guide, "options": config.guide_options},
         "weight_prior": {
             "name": config.weight_prior,
             "options": config.weight_prior_options,
@@ -326,7 +332,7 @@ def _metrics(
             "name": config.prior,
             "options": config.prior_options,
             "kl_estimator": "analytic"
-            if config.objective == "elbo-analytic-kl" and vae.prior.analytic_kl
+            if config.objective == "elbo-analytic-kl" and _analytic_kl(vae)
             else "monte-carlo",
             **_label_marginal(scores["label_classes"]),
         },

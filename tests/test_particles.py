@@ -12,7 +12,7 @@ from pyro_vae.inference import SVIConfig
 from pyro_vae.inference.methods import METHODS, ModelSpec, Problem
 from pyro_vae.inference.objectives import OBJECTIVES
 from pyro_vae.inference.programs import PointWeights
-from pyro_vae.models import build_vae
+from pyro_vae.models import build_vae, moments
 from torch.distributions import Normal, kl_divergence
 
 NUM_DATA, K, NOISE, WEIGHT_SCALE = 20, 3, 0.7, 0.5
@@ -42,7 +42,7 @@ def hand_loss(vae, program, x, z, analytic):
     else:
         weight, bias = vae.decoder.out.weight.detach(), vae.decoder.out.bias.detach()
         log_prior_w = torch.zeros(())
-    loc, scale = (t.detach() for t in vae.encoder(x))
+    loc, scale = (t.detach() for t in moments(vae.encoder(x)))
     log_lik = Normal(z @ weight.T + bias, NOISE).log_prob(x).sum(-1)  # (K, B)
     if analytic:
         kl = kl_divergence(Normal(loc, scale), Normal(0.0, 1.0)).sum(-1)

@@ -13,6 +13,7 @@ from pyro_vae.models import LIKELIHOODS, PRIORS, WEIGHT_PRIORS
 from pyro_vae.cli import _key_value
 from pyro_vae.config import TrainConfig, check_device
 from pyro_vae.diagnose import DiagnoseConfig
+from pyro_vae.diagnostics import MIN_IS_SAMPLES
 from pyro_vae.errors import ConfigError, UnknownNameError
 from pyro_vae.validate import MAX_INT, nonnegative_int, positive_float, positive_int
 
@@ -142,7 +143,7 @@ def test_devices_are_parsed_or_refused(text):
     ANYTHING,
 )
 def test_diagnose_config(field, value):
-    minimum = {"is_samples": 20, "nuts_chains": 2}.get(field, 1)
+    minimum = {"is_samples": MIN_IS_SAMPLES, "nuts_chains": 2}.get(field, 1)
     if is_int(value) and value >= minimum:
         if value < 10**6:
             DiagnoseConfig(**{field: value})

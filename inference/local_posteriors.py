@@ -1,7 +1,9 @@
-"""q*(z|x): a Gaussian with its own parameters for every datapoint, optimised under a fixed model.
+"""q*(z|x): the guide's family with its own parameters for every datapoint, optimised under a
+fixed model.
 
 The amortized guide q_phi(z|x) must serve every x with one network; q* optimises each
-datapoint's mean and scale separately, starting from the encoder's output. ELBO(q*) -
+datapoint's local parameters (for the diagonal family its mean and scale) separately, starting
+from the guide's output. ELBO(q*) -
 ELBO(q_phi) is then the amortization gap and log p(x) - ELBO(q*) the approximation gap
 (Cremer et al. 2018).
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import pyro
-import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro_vae.models import VAE
@@ -23,24 +24,25 @@ from pyro_vae.validate import positive_float, positive_int
 from .objectives import OBJECTIVES
 
 
-class LocalGaussian(nn.Module):
-    """The VAE's model with the guide q(z_i|x_i) = N(loc_i, diag scale_i^2), one per row of x.
+class LocalPosterior(nn.Module):
+    """The VAE's model with a guide of the VAE's own family whose local parameters are free
+    parameters, one row per row of ``x``: q*(z_i|x_i).
 
     Args:
-        vae: A VAE with a point decoder; its encoder gives the starting values.
+        vae: A VAE with a point decoder; its guide gives the starting values.
         x: The datapoints this guide is for, ``(num_data, features)``.
+        labels: Their labels, for priors that use them (a refining family reads them).
 
     Both programs take the VAE's arguments; the guide's i-th row belongs to ``x[i]`` (or to
     ``x[indices[i]]`` when the data plate subsamples), so it must be called on that same data.
     """
 
-    def __init__(self, vae: VAE, x: torch.Tensor) -> None:
+    def __init__(self, vae: VAE, x: torch.Tensor, labels: torch.Tensor | None = None) -> None:
         super().__init__()
         self.vae = vae
         with torch.no_grad():
-            loc, scale = vae.encoder(x)
-        self.loc = nn.Parameter(loc.detach().clone())
-        self.log_scale = nn.Parameter(scale.detach().log().clone())
+            start = vae.encoder.fitted_local(x, labels, vae.model)
+        self.local = nn.ParameterList([nn.Parameter(p.detach().clone()) for p in start])
 
     def model(self, *args: Any, **kwargs: Any) -> Any:
         return self.vae.model(*args, **kwargs)
@@ -55,20 +57,20 @@ class LocalGaussian(nn.Module):
         beta: float = 1.0,
         batch_size: int | None = None,
     ) -> None:
-        rows = self.loc.shape[0]
+        rows = self.local[0].shape[0]
         if indices is None and x.shape[0] != rows:
             raise ConfigError(
-                f"this LocalGaussian guide holds {rows} datapoints; it was called with "
+                f"this LocalPosterior guide holds {rows} datapoints; it was called with "
                 f"{x.shape[0]} (pass indices= or the same data)"
             )
+        params = [p if indices is None else p[indices] for p in self.local]
+        q = self.vae.encoder.distribution(*params)
         with self.vae.data_plate(x, x.shape[0], num_data, indices):
-            loc = self.loc if indices is None else self.loc[indices]
-            log_scale = self.log_scale if indices is None else self.log_scale[indices]
             with poutine.scale(scale=beta):
-                pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
+                pyro.sample("z", q)
 
 
-def fit_local_gaussians(
+def fit_local_posteriors(
     vae: VAE,
     x: torch.Tensor,
     labels: torch.Tensor | None = None,
@@ -76,10 +78,12 @@ def fit_local_gaussians(
     steps: int = 500,
     lr: float = 0.02,
     num_particles: int = 8,
-) -> tuple[LocalGaussian, list[float]]:
+) -> tuple[LocalPosterior, list[float]]:
     """Optimise q*(z_i|x_i) for every row of ``x`` with the model held fixed.
 
-    Each datapoint's ELBO depends only on its own (loc_i, scale_i), so one full-batch Adam run
+    q* is the VAE's own family with each datapoint's local parameters free (for ``iaf`` the
+    base Gaussian and the context, the flow networks shared). Each datapoint's ELBO depends
+    only on its own parameters, so one full-batch Adam run
     on the summed ELBO optimises them all separately; its rate decays linearly to 0. The KL
     term is analytic where the prior allows it (lower variance), else Monte Carlo.
 
@@ -99,10 +103,10 @@ def fit_local_gaussians(
     positive_int("num_particles", num_particles)
     if vae.weight_sites:
         raise ConfigError("q* needs a point decoder; call vae.fix_weights() first")
-    program = LocalGaussian(vae, x)
-    objective = "elbo-analytic-kl" if vae.prior.analytic_kl else "elbo"
+    program = LocalPosterior(vae, x, labels)
+    objective = "elbo-analytic-kl" if vae.prior.analytic_kl and vae.encoder.analytic_kl else "elbo"
     elbo = OBJECTIVES.build(objective, num_particles)
-    optimizer = torch.optim.Adam([program.loc, program.log_scale], lr=lr)
+    optimizer = torch.optim.Adam(list(program.local), lr=lr)
     # a decaying rate lets the noisy Monte Carlo gradients settle at the optimum
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / steps)
     frozen = [p for p in vae.parameters() if p.requires_grad]
