@@ -59,6 +59,9 @@ class Likelihood(PyroModule):
             )
 
 
+LIKELIHOODS: Registry[type[Likelihood]] = Registry("likelihood", positional=1)
+
+
 class BinaryBernoulli(dist.Bernoulli):
     """A Bernoulli whose ``log_prob`` takes the form that holds for values in {0, 1}.
 
@@ -94,6 +97,7 @@ class BinaryBernoulli(dist.Bernoulli):
         return logsigmoid((2 * value - 1) * self.logits)
 
 
+@LIKELIHOODS.register("bernoulli")
 class BernoulliLikelihood(Likelihood):
     """Independent Bernoulli pixels with the decoder output as logits (binary data only)."""
 
@@ -107,6 +111,7 @@ class BernoulliLikelihood(Likelihood):
         return torch.sigmoid(params)
 
 
+@LIKELIHOODS.register("continuous-bernoulli")
 class ContinuousBernoulliLikelihood(Likelihood):
     """Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019): a proper density on [0, 1]."""
 
@@ -154,6 +159,7 @@ class LocationScaleLikelihood(Likelihood):
         return params
 
 
+@LIKELIHOODS.register("normal")
 class NormalLikelihood(LocationScaleLikelihood):
     """Gaussian pixels: real data, learned scale."""
 
@@ -161,19 +167,10 @@ class NormalLikelihood(LocationScaleLikelihood):
     family = dist.Normal
 
 
+@LIKELIHOODS.register("laplace")
 class LaplaceLikelihood(LocationScaleLikelihood):
     """Laplace pixels: real data, learned scale; an L1 reconstruction error, robust to the
     many exactly-black pixels of grey images."""
 
     name = "laplace"
     family = dist.Laplace
-
-
-LIKELIHOODS: Registry[type[Likelihood]] = Registry("likelihood", positional=1)
-for _cls in (
-    BernoulliLikelihood,
-    ContinuousBernoulliLikelihood,
-    NormalLikelihood,
-    LaplaceLikelihood,
-):
-    LIKELIHOODS[_cls.name] = _cls

@@ -68,6 +68,10 @@ class Prior(PyroModule):
         raise NotImplementedError
 
 
+PRIORS: Registry[type[Prior]] = Registry("prior", positional=2)
+
+
+@PRIORS.register("standard-normal")
 class StandardNormalPrior(Prior):
     """p(z) = N(0, I), the prior of Kingma & Welling."""
 
@@ -85,6 +89,7 @@ class StandardNormalPrior(Prior):
         return dist.Normal(zeros, torch.ones_like(zeros)).to_event(1).expand([batch_size])
 
 
+@PRIORS.register("normal")
 class NormalPrior(Prior):
     """p(z) = N(mu, diag sigma^2) with learnable mu and sigma."""
 
@@ -100,6 +105,7 @@ class NormalPrior(Prior):
         return dist.Normal(self.loc, self.scale).to_event(1).expand([batch_size])
 
 
+@PRIORS.register("laplace")
 class LaplacePrior(Prior):
     """p(z) = prod_u Laplace(z_u; 0, scale): sparser codes than a Gaussian."""
 
@@ -118,6 +124,7 @@ class LaplacePrior(Prior):
         return dist.Laplace(self.zeros, self.scale).to_event(1).expand([batch_size])
 
 
+@PRIORS.register("student-t")
 class StudentTPrior(Prior):
     """p(z) = prod_u StudentT(z_u; df, 0, 1): heavy tails."""
 
@@ -138,6 +145,7 @@ class StudentTPrior(Prior):
         )
 
 
+@PRIORS.register("mog")
 class MixtureOfGaussiansPrior(Prior):
     """A learnable mixture of ``components`` diagonal Gaussians."""
 
@@ -156,6 +164,7 @@ class MixtureOfGaussiansPrior(Prior):
         return DiagonalNormalMixture(self.logits, self.locs, self.scales).expand([batch_size])
 
 
+@PRIORS.register("vamp")
 class VampPrior(Prior):
     """VampPrior (Tomczak & Welling 2018): p(z) = (1/K) sum_k q(z | u_k).
 
@@ -194,6 +203,7 @@ class VampPrior(Prior):
         return ComponentMixture(dist.Categorical(logits=weights), q).expand([batch_size])
 
 
+@PRIORS.register("class-conditional")
 class ClassConditionalPrior(Prior):
     """p(z | y) = N(mu_y, I): one mean per label, learned or fixed.
 
@@ -238,6 +248,7 @@ class ClassConditionalPrior(Prior):
         return dist.Normal(loc, torch.ones_like(loc)).to_event(1)
 
 
+@PRIORS.register("flow")
 class FlowPrior(Prior):
     """A normalizing flow over N(0, I): ``flows`` affine autoregressive layers (Pyro's
     ``affine_autoregressive``) with reversing permutations between them."""
@@ -284,17 +295,3 @@ class FlatPrior(Prior):
 
     def forward(self, batch_size: int, labels: torch.Tensor | None = None):
         return self.base(batch_size, labels).mask(False)
-
-
-PRIORS: Registry[type[Prior]] = Registry("prior", positional=2)
-for _cls in (
-    StandardNormalPrior,
-    NormalPrior,
-    LaplacePrior,
-    StudentTPrior,
-    MixtureOfGaussiansPrior,
-    VampPrior,
-    ClassConditionalPrior,
-    FlowPrior,
-):
-    PRIORS[_cls.name] = _cls

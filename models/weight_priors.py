@@ -82,6 +82,10 @@ class WeightPrior(PyroModule):
         return self.origin.expand(shape)
 
 
+WEIGHT_PRIORS: Registry[type[WeightPrior]] = Registry("weight prior")
+
+
+@WEIGHT_PRIORS.register("flat")
 class FlatWeightPrior(WeightPrior):
     """An improper flat prior (``mask(False)``): point estimates under it are MLE."""
 
@@ -107,6 +111,7 @@ class _ScaleFamilyWeightPrior(WeightPrior):
         return self.family(self._zeros(shape), self.scale).to_event(len(shape))
 
 
+@WEIGHT_PRIORS.register("normal")
 class NormalWeightPrior(_ScaleFamilyWeightPrior):
     """w ~ Normal(0, scale): MAP is weight decay with penalty ``1 / (2 scale^2)``."""
 
@@ -114,6 +119,7 @@ class NormalWeightPrior(_ScaleFamilyWeightPrior):
     family = dist.Normal
 
 
+@WEIGHT_PRIORS.register("laplace")
 class LaplaceWeightPrior(_ScaleFamilyWeightPrior):
     """w ~ Laplace(0, scale): MAP is an L1 penalty ``|w| / scale`` (sparse weights)."""
 
@@ -121,6 +127,7 @@ class LaplaceWeightPrior(_ScaleFamilyWeightPrior):
     family = dist.Laplace
 
 
+@WEIGHT_PRIORS.register("hierarchical")
 class HierarchicalWeightPrior(WeightPrior):
     """w_l ~ Normal(0, s_l) with one learned scale per tensor, started at ``init_scale``."""
 
@@ -139,11 +146,6 @@ class HierarchicalWeightPrior(WeightPrior):
 
     def site_prior(self, index: int, shape: torch.Size) -> dist.TorchDistribution:
         return dist.Normal(self._zeros(shape), self.scales[index]).to_event(len(shape))
-
-
-WEIGHT_PRIORS: Registry[type[WeightPrior]] = Registry("weight prior")
-for _cls in (FlatWeightPrior, NormalWeightPrior, LaplaceWeightPrior, HierarchicalWeightPrior):
-    WEIGHT_PRIORS[_cls.name] = _cls
 
 
 def check_point_estimate(name: str, where: str) -> None:

@@ -420,8 +420,9 @@ def check_unit_interval(x: torch.Tensor, mode: str) -> None:
 
 
 BINARIZATIONS: Registry[Binarization] = Registry("binarization")
-BINARIZATIONS["dynamic"] = Binarization(
-    "dynamic", True, lambda x, gen: torch.bernoulli(x, generator=gen)
-)
-BINARIZATIONS["threshold"] = Binarization("threshold", False, lambda x, gen: (x > 0.5).to(x.dtype))
-BINARIZATIONS["none"] = Binarization("none", False, lambda x, gen: x)
+for _binarization in (
+    Binarization("dynamic", True, lambda x, gen: torch.bernoulli(x, generator=gen)),
+    Binarization("threshold", False, lambda x, gen: (x > 0.5).to(x.dtype)),
+    Binarization("none", False, lambda x, gen: x),
+):
+    BINARIZATIONS.register(_binarization.name)(_binarization)

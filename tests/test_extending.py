@@ -60,7 +60,7 @@ def slow_vae(factor: float = 0.5) -> Runner:
 
 @pytest.fixture
 def registered():
-    PRIORS[WideNormalPrior.name] = WideNormalPrior
+    PRIORS.register(WideNormalPrior.name)(WideNormalPrior)
     METHODS.register("vae-slow")(slow_vae)
     yield
     del PRIORS[WideNormalPrior.name]
