@@ -294,43 +294,62 @@ def evaluate(
     """
     _check(num_samples, batch_size, jit, compile)
     classes = label_classes(program) if marginalize_labels else None
-    n = x.shape[0]
-    lse = torch.full((n,), -math.inf, dtype=torch.float64, device=x.device)
-    elbo = torch.zeros(n, dtype=torch.float64, device=x.device)
-    recon = torch.zeros(n, dtype=torch.float64, device=x.device)
-    kept = torch.empty(n, num_samples, dtype=x.dtype, device=x.device) if keep_log_weights else None
-    lse_given = None
-    col = 0  # columns of ``kept`` filled for the current rows (their chunks come in a row)
-    for rows, observed, latent, given in _chunks(
+    sums = _Sums(x, num_samples, keep_log_weights)
+    for chunk in _chunks(
         program, x, labels, num_samples, batch_size, max_elements, jit, compile, classes
     ):
+        sums.add(*chunk)
+    return sums.evaluation(classes)
+
+
+class _Sums:
+    """Running per-datapoint sums over the chunks of :func:`evaluate`: log-sum-exp of the log
+    weights (given the label too, under a label-conditioned prior), their sum, the
+    reconstruction terms' sum, and optionally every log weight."""
+
+    def __init__(self, x: torch.Tensor, num_samples: int, keep_log_weights: bool) -> None:
+        n, self.num_samples = x.shape[0], num_samples
+        self.lse = torch.full((n,), -math.inf, dtype=torch.float64, device=x.device)
+        self.elbo = torch.zeros(n, dtype=torch.float64, device=x.device)
+        self.recon = torch.zeros(n, dtype=torch.float64, device=x.device)
+        self.kept = (
+            torch.empty(n, num_samples, dtype=x.dtype, device=x.device)
+            if keep_log_weights
+            else None
+        )
+        self.lse_given: torch.Tensor | None = None
+        self.col = 0  # columns of ``kept`` filled for the current rows (their chunks come in a row)
+
+    def add(
+        self,
+        rows: torch.Tensor | slice,
+        observed: torch.Tensor,
+        latent: torch.Tensor,
+        given: torch.Tensor | None,
+    ) -> None:
+        """One chunk: ``observed`` and ``latent`` log-density terms, ``(draws, rows)``."""
         if given is not None:
-            if lse_given is None:
-                lse_given = torch.full_like(lse, -math.inf)
-            log_w_given = (observed + given).double()
-            lse_given[rows] = torch.logaddexp(lse_given[rows], torch.logsumexp(log_w_given, 0))
+            if self.lse_given is None:
+                self.lse_given = torch.full_like(self.lse, -math.inf)
+            log_w_given = torch.logsumexp((observed + given).double(), 0)
+            self.lse_given[rows] = torch.logaddexp(self.lse_given[rows], log_w_given)
         log_w = observed + latent
-        if kept is not None:
-            col = 0 if col == num_samples else col
-            kept[rows, col : col + log_w.shape[0]] = log_w.T
-            col += log_w.shape[0]
+        if self.kept is not None:
+            self.col = 0 if self.col == self.num_samples else self.col
+            self.kept[rows, self.col : self.col + log_w.shape[0]] = log_w.T
+            self.col += log_w.shape[0]
         log_w = log_w.double()
-        lse[rows] = torch.logaddexp(lse[rows], torch.logsumexp(log_w, dim=0))
-        elbo[rows] += log_w.sum(0)
-        recon[rows] += observed.double().sum(0)
-    elbo /= num_samples
-    recon /= num_samples
-    given = None if lse_given is None else lse_given - math.log(num_samples)
-    return Evaluation(
-        elbo,
-        lse - math.log(num_samples),
-        recon,
-        recon - elbo,
-        num_samples,
-        kept,
-        given,
-        classes,
-    )
+        self.lse[rows] = torch.logaddexp(self.lse[rows], torch.logsumexp(log_w, dim=0))
+        self.elbo[rows] += log_w.sum(0)
+        self.recon[rows] += observed.double().sum(0)
+
+    def evaluation(self, classes: int | None) -> Evaluation:
+        k = self.num_samples
+        elbo, recon = self.elbo / k, self.recon / k
+        given = None if self.lse_given is None else self.lse_given - math.log(k)
+        return Evaluation(
+            elbo, self.lse - math.log(k), recon, recon - elbo, k, self.kept, given, classes
+        )
 
 
 def log_importance_weights(
