@@ -126,14 +126,14 @@ def _add_train(commands: Any) -> None:
 
 
 def _add_compare(commands: Any) -> None:
-    from .compare import PRESETS, all_methods
+    from .compare import PRESETS
 
     compare = commands.add_parser(
         "compare",
-        help="run several inference methods (and latent priors) on the same model and data",
-        description="Fit a grid of methods x latent priors x seeds with the same data, model "
-        "and budget; write results.md/.csv/.json and pictures side by side. Options not given "
-        "come from the preset.",
+        help="run several inference methods (and guides, latent priors) on the same model and data",
+        description="Fit a grid of methods x guides x latent priors x seeds with the same data, "
+        "model and budget; write results.md/.csv/.json and pictures side by side. Options not "
+        "given come from the preset.",
     )
     compare.add_argument(
         "--preset",
@@ -141,45 +141,7 @@ def _add_compare(commands: Any) -> None:
         choices=list(PRESETS),
         help="budget: quick (under 2 minutes on mnist5k, 2 CPU cores) or default (about 10)",
     )
-    compare.add_argument(
-        "--methods",
-        nargs="+",
-        metavar="NAME",
-        help="methods (default: every registered one: " + " ".join(all_methods()) + ")",
-    )
-    compare.add_argument(
-        "--guides", nargs="+", metavar="NAME", help="variational families (default: diagonal)"
-    )
-    compare.add_argument(
-        "--priors", nargs="+", metavar="NAME", help="latent priors (default: standard-normal)"
-    )
-    compare.add_argument(
-        "--seeds", nargs="+", type=_typed("--seeds", int), metavar="N", help="seeds (default: 0)"
-    )
-    compare.add_argument(
-        "--method-opt",
-        action="extend",
-        nargs="+",
-        type=_key_value,
-        metavar="METHOD.KEY=VALUE",
-        help="method options, e.g. iwae.particles=10 nuts-latent.images=8",
-    )
-    compare.add_argument(
-        "--prior-opt",
-        action="extend",
-        nargs="+",
-        type=_key_value,
-        metavar="[PRIOR.]KEY=VALUE",
-        help="prior options, e.g. vamp.components=20 (without PRIOR. for every prior compared)",
-    )
-    compare.add_argument(
-        "--guide-opt",
-        action="extend",
-        nargs="+",
-        type=_key_value,
-        metavar="[GUIDE.]KEY=VALUE",
-        help="guide options, e.g. iaf.steps=4 (without GUIDE. for every guide compared)",
-    )
+    _add_grid_axes(compare)
     compare.add_argument(
         "--weight-prior",
         metavar="NAME",
@@ -195,11 +157,47 @@ def _add_compare(commands: Any) -> None:
         "--num-test", type=_typed("--num-test", int), metavar="INT", help="test images used"
     )
     _add_config_options(
-        compare,
-        skip=("guide", "guide_options", "prior", "prior_options", "seed", "weight_prior"),
+        compare, skip=("guide", "guide_options", "prior", "prior_options", "seed", "weight_prior")
     )
     compare.add_argument("--out", metavar="DIR", help="results folder (default: runs/compare-TIME)")
     compare.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _add_grid_axes(compare: argparse.ArgumentParser) -> None:
+    """The grid's axes (methods, guides, priors, seeds) and their scoped options."""
+    from .compare import all_methods
+
+    axes = (
+        ("--methods", "methods (default: every registered one: " + " ".join(all_methods()) + ")"),
+        ("--guides", "variational families (default: diagonal)"),
+        ("--priors", "latent priors (default: standard-normal)"),
+    )
+    for flag, text in axes:
+        compare.add_argument(flag, nargs="+", metavar="NAME", help=text)
+    compare.add_argument(
+        "--seeds", nargs="+", type=_typed("--seeds", int), metavar="N", help="seeds (default: 0)"
+    )
+    scoped = (
+        (
+            "--method-opt",
+            "METHOD.KEY=VALUE",
+            "method options, e.g. iwae.particles=10 nuts-latent.images=8",
+        ),
+        (
+            "--guide-opt",
+            "[GUIDE.]KEY=VALUE",
+            "guide options, e.g. iaf.steps=4 (without GUIDE. for every guide compared)",
+        ),
+        (
+            "--prior-opt",
+            "[PRIOR.]KEY=VALUE",
+            "prior options, e.g. vamp.components=20 (without PRIOR. for every prior compared)",
+        ),
+    )
+    for flag, metavar, text in scoped:
+        compare.add_argument(
+            flag, action="extend", nargs="+", type=_key_value, metavar=metavar, help=text
+        )
 
 
 def _add_diagnose(commands: Any) -> None:

@@ -288,6 +288,32 @@ def results_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _nuts_section(rows: list[dict[str, Any]]) -> list[str]:
+    nuts = [r for r in rows if r["method"] == "nuts-latent"]
+    if not nuts:
+        return []
+    lines = [
+        "",
+        "## NUTS over z (reference posterior) against the encoder's q(z|x)",
+        "",
+        "R-hat (rank-normalised, split) and bulk/tail ESS by ArviZ; q's mean and sd are "
+        "exact for the Gaussian guides (from draws for iaf), as in `pyro-vae diagnose`.",
+        "",
+        "| guide | prior | seed | images | chains × draws | max R-hat | min bulk ESS | "
+        "min tail ESS | mean abs(E_q z − E_nuts z) / sd | sd_q / sd_nuts | time (s) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['guide']} | {r['prior']} | {r['seed']} | {r['images']} | "
+        f"{r['chains']} × {r['draws']} | "
+        f"{r['rhat_max']:.3f} | {r['ess_bulk_min']:.0f} | {r['ess_tail_min']:.0f} | "
+        f"{r['mean_abs_gap_in_sd']:.2f} | {r['sd_ratio_mean']:.2f} | "
+        f"{r['wall_time_s']:.1f} |"
+        for r in nuts
+    ]
+    return lines
+
+
 def _elpd_section(rows: list[dict[str, Any]]) -> list[str]:
     scored = [r for r in rows if "elpd" in r]
     if not scored:
@@ -362,26 +388,7 @@ def _report(config: CompareConfig, rows, summary: dict[str, Any], pictures: list
         ]
     notes = dict.fromkeys((r["method"], r["notes"]) for r in rows)
     lines += [f"- **{method}**: {text}" for method, text in notes if text]
-    nuts = [r for r in rows if r["method"] == "nuts-latent"]
-    if nuts:
-        lines += [
-            "",
-            "## NUTS over z (reference posterior) against the encoder's q(z|x)",
-            "",
-            "R-hat (rank-normalised, split) and bulk/tail ESS by ArviZ; q's mean and sd are the "
-            "encoder's exact ones, as in `pyro-vae diagnose`.",
-            "",
-            "| prior | seed | images | chains × draws | max R-hat | min bulk ESS | "
-            "min tail ESS | mean abs(E_q z − E_nuts z) / sd | sd_q / sd_nuts | time (s) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {r['prior']} | {r['seed']} | {r['images']} | {r['chains']} × {r['draws']} | "
-            f"{r['rhat_max']:.3f} | {r['ess_bulk_min']:.0f} | {r['ess_tail_min']:.0f} | "
-            f"{r['mean_abs_gap_in_sd']:.2f} | {r['sd_ratio_mean']:.2f} | "
-            f"{r['wall_time_s']:.1f} |"
-            for r in nuts
-        ]
+    lines += _nuts_section(rows)
     lines += _elpd_section(rows)
     lines += ["", "## Pictures", ""] + [f"![{p}]({p})" for p in pictures]
     return "\n".join(lines) + "\n"
