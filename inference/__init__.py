@@ -3,13 +3,14 @@
 from .estimators import Evaluation, evaluate, log_importance_weights
 from .objectives import OBJECTIVES
 from .optimizers import OPTIMIZERS
-from .svi import FitResult, SVIConfig, fit
+from .svi import FitResult, FitState, SVIConfig, fit
 
 __all__ = [
     "OBJECTIVES",
     "OPTIMIZERS",
     "Evaluation",
     "FitResult",
+    "FitState",
     "SVIConfig",
     "evaluate",
     "fit",

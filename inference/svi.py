@@ -164,6 +164,49 @@ class FitResult:
         return float(sum(self.epoch_seconds))
 
 
+@dataclass
+class FitState:
+    """Everything a resumed fit needs, as :func:`fit` hands it to ``on_epoch``.
+
+    Its serialised form (:meth:`to_dict`, plain tensors, lists and dicts) is what a checkpoint
+    stores; :meth:`from_dict` reads it back after :func:`~.fit_state.check_fit_state` has
+    compared it with the program it is for.
+
+    Args:
+        params: The program's ``state_dict()``.
+        optimizer: The optimizer's ``state_dict()``.
+        rng: Every generator's state (see :mod:`.rng_state`).
+        history: The fit's record so far.
+        position: Where in an epoch a stopped fit stopped (``{"epoch", "step", ...}``);
+            ``None`` at an epoch's end.
+    """
+
+    params: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    rng: dict[str, Any]
+    history: FitResult
+    position: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        state = {
+            "params": self.params,
+            "optimizer": self.optimizer,
+            "rng": self.rng,
+            "history": {k: list(v) for k, v in asdict(self.history).items()},
+        }
+        return state if self.position is None else {**state, "position": self.position}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> FitState:
+        return cls(
+            state["params"],
+            state["optimizer"],
+            state["rng"],
+            FitResult(**state["history"]),
+            state.get("position"),
+        )
+
+
 def _step_loss(
     elbo: Any, program: Program, num_data: int, config: SVIConfig
 ) -> Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor, float], torch.Tensor]:
@@ -191,8 +234,8 @@ def fit(
     config: SVIConfig | None = None,
     binarization: Binarization | None = None,
     seed: int = 0,
-    state: dict[str, Any] | None = None,
-    on_epoch: Callable[[FitResult, dict[str, Any]], None] | None = None,
+    state: FitState | dict[str, Any] | None = None,
+    on_epoch: Callable[[FitResult, FitState], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     workers: Workers | None = None,
     progress: bool = False,
@@ -207,7 +250,8 @@ def fit(
         binarization: What the data become, e.g. ``pyro_vae.data.BINARIZATIONS["dynamic"]``
             (drawn afresh every epoch); ``None`` models ``x`` as it is.
         seed: Seed of the data order and of dynamic binarization.
-        state: A state from ``on_epoch`` (or a checkpoint) to resume from.
+        state: A :class:`FitState` from ``on_epoch``, or its ``to_dict()`` form (a
+            checkpoint's), to resume from.
         on_epoch: Called after every epoch with the result so far and the full state
             (parameters, optimizer, RNGs, history) for checkpointing; also when
             ``should_stop`` ends a fit mid-epoch, with the state's ``position`` in the epoch.
@@ -288,19 +332,19 @@ class _FitLoop:
                 program, self.optimizer, self.gen, state, self.steps_per_epoch
             )
 
-    def full_state(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def full_state(self, position: dict[str, Any] | None = None) -> FitState:
         """Everything a resumed fit needs (see :mod:`.fit_state`)."""
-        return {
-            "params": self.program.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": rng_state.capture(self.gen),
-            "history": {k: list(v) for k, v in asdict(self.result).items()},
-            **(extra or {}),
-        }
+        return FitState(
+            self.program.state_dict(),
+            self.optimizer.state_dict(),
+            rng_state.capture(self.gen),
+            FitResult(**{k: list(v) for k, v in asdict(self.result).items()}),
+            position,
+        )
 
     def run(
         self,
-        on_epoch: Callable[[FitResult, dict[str, Any]], None] | None,
+        on_epoch: Callable[[FitResult, FitState], None] | None,
         should_stop: Callable[[], bool] | None,
         progress: bool,
     ) -> FitResult:
@@ -430,7 +474,7 @@ class _FitLoop:
                 "total": total.item(),
                 "seconds": epoch_start["seconds"] + time.perf_counter() - epoch_start["start"],
             }
-            self.on_epoch(self.result, self.full_state({"position": position}))
+            self.on_epoch(self.result, self.full_state(position))
         raise TrainingInterrupted(epoch + 1, step)
 
 
@@ -461,15 +505,17 @@ def _load_state(
     program: Program,
     optimizer: torch.optim.Optimizer,
     gen: torch.Generator,
-    state: dict[str, Any],
+    state: FitState | dict[str, Any],
     steps_per_epoch: int,
 ) -> tuple[FitResult, dict[str, Any] | None]:
     """Check ``state`` against this fit, then load it; returns the history and position."""
-    check_fit_state(state, program, optimizer, gen, FitResult, steps_per_epoch)
-    program.load_state_dict(state["params"])
-    optimizer.load_state_dict(state["optimizer"])
-    rng_state.restore(gen, state["rng"])
-    return FitResult(**state["history"]), state.get("position")
+    serialised = state.to_dict() if isinstance(state, FitState) else state
+    check_fit_state(serialised, program, optimizer, gen, FitResult, steps_per_epoch)
+    state = FitState.from_dict(serialised)
+    program.load_state_dict(state.params)
+    optimizer.load_state_dict(state.optimizer)
+    rng_state.restore(gen, state.rng)
+    return state.history, state.position
 
 
 def check_resume_state(
@@ -522,12 +568,12 @@ def _diverged(epoch: int, step: int, result: FitResult) -> str:
 
 
 def _roll_back(
-    program: Program, optimizer: torch.optim.Optimizer, gen: torch.Generator, snapshot: dict
+    program: Program, optimizer: torch.optim.Optimizer, gen: torch.Generator, snapshot: FitState
 ) -> float:
     """Restore the epoch's starting state and lower the learning rate; returns the new rate."""
-    program.load_state_dict(snapshot["params"])
-    optimizer.load_state_dict(snapshot["optimizer"])
-    rng_state.restore(gen, snapshot["rng"])
+    program.load_state_dict(snapshot.params)
+    optimizer.load_state_dict(snapshot.optimizer)
+    rng_state.restore(gen, snapshot.rng)
     for group in optimizer.param_groups:
         group["lr"] *= ROLLBACK_LR_FACTOR
     return float(optimizer.param_groups[0]["lr"])

@@ -20,7 +20,7 @@ from typing import Any
 import pyro
 import torch
 
-from pyro_vae.inference import FitResult, evaluate, fit
+from pyro_vae.inference import FitResult, FitState, evaluate, fit
 from pyro_vae.inference.distributed import Workers, leave, workers_from_environment
 from pyro_vae.inference.svi import Program, check_resume_state
 from pyro_vae.models import VAE
@@ -217,13 +217,13 @@ def _fit(
     """Fit with a checkpoint after every epoch and a polite stop on SIGINT / SIGTERM."""
     config_dict = config.to_dict()
 
-    def checkpoint(result: FitResult, fit_state: dict[str, Any]) -> None:
+    def checkpoint(result: FitResult, fit_state: FitState) -> None:
         if not workers.is_main:
             return
-        step = fit_state.get("position", {}).get("step", 0)
+        step = (fit_state.position or {}).get("step", 0)
         save_rotating(
             out,
-            {"config": config_dict, "fit": fit_state},
+            {"config": config_dict, "fit": fit_state.to_dict()},
             checkpoint_tag(result.epochs, step),
             config.keep_checkpoints,
         )

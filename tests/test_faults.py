@@ -1,6 +1,7 @@
 """Faults during a fit: divergence stops or rolls back, clipping, stop requests resume exactly,
 and checkpoints rotate atomically."""
 
+import dataclasses
 import math
 
 import pyro
@@ -69,7 +70,7 @@ def test_divergence_stops_naming_epoch_and_step_and_keeps_the_last_good_state(di
 
 
 def load_roundtrip(state):
-    return {"params": {k: v.clone() for k, v in state["params"].items()}}
+    return {"params": {k: v.clone() for k, v in state.params.items()}}
 
 
 @nan_warning
@@ -142,10 +143,9 @@ def test_a_stop_request_saves_a_state_that_resumes_bit_for_bit(digits, stop_at, 
         saved = {}
 
         def keep(result, s):
-            saved["state"] = {
-                "params": {k: v.clone() for k, v in s["params"].items()},
-                **{k: v for k, v in s.items() if k != "params"},
-            }
+            saved["state"] = dataclasses.replace(
+                s, params={k: v.clone() for k, v in s.params.items()}
+            )
 
         try:
             fit(
@@ -168,9 +168,9 @@ def test_a_stop_request_saves_a_state_that_resumes_bit_for_bit(digits, stop_at, 
     assert stop is not None
     assert stop.step == step
     if step:
-        assert state["position"]["step"] == step
+        assert state.position["step"] == step
     else:
-        assert "position" not in state and stop.epoch == 2
+        assert state.position is None and stop.epoch == 2
     torch.manual_seed(99)  # nothing in between may matter
     resumed, _, _ = run(state=state)
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
