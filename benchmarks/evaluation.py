@@ -131,14 +131,14 @@ def measure(x: torch.Tensor, samples: int, max_elements: int, peak: float) -> di
         warm_seconds, _ = timed(
             lambda options=options: (
                 evaluate(
-                    vae, warm, num_samples=samples, max_elements=max_elements, **options
+                    vae, warm, is_samples=samples, max_elements=max_elements, **options
                 ).log_likelihood
             )
         )
         seconds, nll = timed(
             lambda options=options: (
                 evaluate(
-                    vae, x, num_samples=samples, max_elements=max_elements, **options
+                    vae, x, is_samples=samples, max_elements=max_elements, **options
                 ).log_likelihood
             )
         )

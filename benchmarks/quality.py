@@ -45,7 +45,7 @@ from pyro_vae.training import resume_config, train
 
 #: The published setting every configuration shares.
 PUBLISHED_SETTING: dict[str, Any] = {
-    "binarize": "dynamic",
+    "binarization": "dynamic",
     "hidden": (300, 300),
     "layer": "gated",
     "latent_dim": 40,
@@ -140,7 +140,7 @@ def score(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     run = load_run(folder, device=args.device)
     images_path = folder / f"nll-K{args.samples}-images.json"
     saved = json.loads(images_path.read_text()) if images_path.exists() else {}
-    identity = {"epochs": run.epochs, "num_samples": args.samples, "seed": args.seed}
+    identity = {"epochs": run.epochs, "is_samples": args.samples, "seed": args.seed}
     # nothing saved, or saved for an earlier checkpoint or with other draws: start afresh
     if any(saved.get(key) != value for key, value in identity.items()):
         saved = {**identity, "seconds": 0.0}
@@ -148,11 +148,11 @@ def score(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     total = len(run.test_x)
     for first in range(len(saved["log_likelihood"]), total, args.score_block):
         rows = slice(first, first + args.score_block)
-        labels = None if run.test_y is None else run.test_y[rows]
+        labels = None if run.test_labels is None else run.test_labels[rows]
         torch.manual_seed(args.seed + first)
         start = time.perf_counter()
         result = evaluate(
-            run.vae, run.test_x[rows], labels, num_samples=args.samples, **LOSSES[args.loss]
+            run.vae, run.test_x[rows], labels, is_samples=args.samples, **LOSSES[args.loss]
         )
         saved["seconds"] += time.perf_counter() - start
         for key in PER_IMAGE:
@@ -164,7 +164,7 @@ def score(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     nll = -values["log_likelihood"]
     return {
         "epochs": run.epochs,
-        "num_samples": args.samples,
+        "is_samples": args.samples,
         "test_images": len(nll),
         "nll": nll.mean().item(),
         "nll_se": (nll.std() / math.sqrt(len(nll))).item(),
@@ -192,11 +192,11 @@ def peek(dataset: str, out: Path, images: int, args: argparse.Namespace) -> str:
             continue
         run = load_run(folder, device=args.device)
         rows = evenly_spaced(len(run.test_x), images).to(run.test_x.device)
-        labels = None if run.test_y is None else run.test_y[rows]
+        labels = None if run.test_labels is None else run.test_labels[rows]
         torch.manual_seed(args.seed)  # the same draws for every configuration
         start = time.perf_counter()
         result = evaluate(
-            run.vae, run.test_x[rows], labels, num_samples=args.samples, **LOSSES[args.loss]
+            run.vae, run.test_x[rows], labels, is_samples=args.samples, **LOSSES[args.loss]
         )
         nll = -result.log_likelihood.cpu()
         first = next(iter(per_image.values()), nll)
@@ -220,7 +220,7 @@ def peek(dataset: str, out: Path, images: int, args: argparse.Namespace) -> str:
         out / f"peek-{images}.json",
         {
             "images": images,
-            "num_samples": args.samples,
+            "is_samples": args.samples,
             "first": next(iter(per_image), None),
             "configs": scored,
         },
@@ -242,7 +242,7 @@ def table(dataset: str, rows: list[dict[str, Any]]) -> str:
         diff = f"{r['nll'] - published:+.2f}" if published is not None else ""
         lines.append(
             f"| {r['config']} | {r['epochs']} | {r['train_seconds'] / 60:.0f} min | "
-            f"{r['num_samples']} | {r['nll']:.2f} +- {r['nll_se']:.2f} | "
+            f"{r['is_samples']} | {r['nll']:.2f} +- {r['nll_se']:.2f} | "
             f"{published if published is not None else ''} | {diff} |"
         )
     if dataset == "fashion-mnist":

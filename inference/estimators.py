@@ -66,7 +66,7 @@ class Evaluation(NamedTuple):
     log_likelihood: torch.Tensor
     reconstruction: torch.Tensor
     kl: torch.Tensor
-    num_samples: int
+    is_samples: int
     log_weights: torch.Tensor | None = None
     log_likelihood_given_label: torch.Tensor | None = None
     label_classes: int | None = None
@@ -79,7 +79,7 @@ class Evaluation(NamedTuple):
             "nll": -self.log_likelihood.mean().item(),
             "reconstruction": self.reconstruction.mean().item(),
             "kl": self.kl.mean().item(),
-            "num_samples": self.num_samples,
+            "is_samples": self.is_samples,
         }
         if self.label_classes is not None:
             summary["label_classes"] = self.label_classes
@@ -104,13 +104,13 @@ def _site_log_prob(site: dict, shape: torch.Size) -> torch.Tensor:
 
 
 def _log_weight_terms(
-    program: Program, x: torch.Tensor, labels: torch.Tensor | None, num_particles: int
+    program: Program, x: torch.Tensor, labels: torch.Tensor | None, particles: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(x|z) and log p(z) - log q(z|x), each ``(num_particles, batch)``."""
-    shape = torch.Size((num_particles, x.shape[0]))
-    particles = pyro.plate("particles", num_particles, dim=-2)
-    guide_trace = poutine.trace(particles(program.guide)).get_trace(x, labels)
-    replayed = poutine.replay(particles(program.model), trace=guide_trace)
+    """log p(x|z) and log p(z) - log q(z|x), each ``(particles, batch)``."""
+    shape = torch.Size((particles, x.shape[0]))
+    plate = pyro.plate("particles", particles, dim=-2)
+    guide_trace = poutine.trace(plate(program.guide)).get_trace(x, labels)
+    replayed = poutine.replay(plate(program.model), trace=guide_trace)
     model_trace = poutine.trace(replayed).get_trace(x, labels)
     observed = torch.zeros(shape, dtype=x.dtype, device=x.device)
     latent = torch.zeros(shape, dtype=x.dtype, device=x.device)
@@ -129,35 +129,35 @@ def _log_weight_terms(
 class _LogWeightTerms(nn.Module):
     """``_log_weight_terms`` for a fixed number of particles, as a module to trace."""
 
-    def __init__(self, program: Program, num_particles: int) -> None:
+    def __init__(self, program: Program, particles: int) -> None:
         super().__init__()
         self.program = program
-        self.num_particles = num_particles
+        self.particles = particles
 
     def forward(
         self, x: torch.Tensor, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return _log_weight_terms(self.program, x, labels, self.num_particles)
+        return _log_weight_terms(self.program, x, labels, self.particles)
 
 
 def chunk_shape(
     num_data: int,
     features: int,
-    num_samples: int,
+    is_samples: int,
     batch_size: int | None = None,
     max_elements: int = MAX_ELEMENTS,
 ) -> tuple[int, int]:
     """(datapoints, particles) per chunk, their product times ``features`` within the cap.
 
-    ``batch_size=None`` takes as few datapoints as let all ``num_samples`` draws fit (at least
+    ``batch_size=None`` takes as few datapoints as let all ``is_samples`` draws fit (at least
     one, at most :data:`MAX_CHUNK_DATAPOINTS`), so the guide's per-datapoint work is not
     repeated for every chunk of particles; an integer fixes the datapoints per chunk.
     """
     features = max(1, features)
     if batch_size is None:
-        fit = max_elements // (features * num_samples)
+        fit = max_elements // (features * is_samples)
         batch_size = max(1, min(MAX_CHUNK_DATAPOINTS, num_data, fit))
-    particles = max(1, min(num_samples, max_elements // (batch_size * features)))
+    particles = max(1, min(is_samples, max_elements // (batch_size * features)))
     return batch_size, particles
 
 
@@ -225,7 +225,7 @@ def _chunks(
     program: Program,
     x: torch.Tensor,
     labels: torch.Tensor | None,
-    num_samples: int,
+    is_samples: int,
     batch_size: int | None,
     max_elements: int,
     jit: bool,
@@ -235,14 +235,14 @@ def _chunks(
     """Yield ``(datapoint slice, log p(x|z), log p(z) - log q(z|x), the same at the given
     labels)`` chunk by chunk; the last is ``None`` unless the prior reads labels."""
     features = x.shape[1] if x.dim() > 1 else 1
-    batch_size, per_chunk = chunk_shape(x.shape[0], features, num_samples, batch_size, max_elements)
+    batch_size, per_chunk = chunk_shape(x.shape[0], features, is_samples, batch_size, max_elements)
     terms = _terms_function(program, jit, compile)
     for start in range(0, x.shape[0], batch_size):
         rows = slice(start, min(start + batch_size, x.shape[0]))
         xb, yb = x[rows], None if labels is None else labels[rows]
         done = 0
-        while done < num_samples:
-            k = min(per_chunk, num_samples - done)
+        while done < is_samples:
+            k = min(per_chunk, is_samples - done)
             if classes is None:
                 yield rows, *terms(xb, yb, k), None
             else:
@@ -250,8 +250,8 @@ def _chunks(
             done += k
 
 
-def _check(num_samples: int, batch_size: int | None, jit: bool, compile: bool) -> None:
-    positive_int("num_samples", num_samples)
+def _check(is_samples: int, batch_size: int | None, jit: bool, compile: bool) -> None:
+    positive_int("is_samples", is_samples)
     if batch_size is not None:
         positive_int("batch_size", batch_size)
     if jit and compile:
@@ -264,7 +264,7 @@ def evaluate(
     x: torch.Tensor,
     labels: torch.Tensor | None = None,
     *,
-    num_samples: int = 1000,
+    is_samples: int = 1000,
     batch_size: int | None = None,
     max_elements: int = MAX_ELEMENTS,
     keep_log_weights: bool = False,
@@ -278,7 +278,7 @@ def evaluate(
         program: Module with ``model`` and ``guide`` (the guide is the proposal).
         x: Data, ``(num_data, features)``, already binarized as the model expects.
         labels: Labels for priors that use them.
-        num_samples: K, draws from the guide per datapoint.
+        is_samples: K, draws from the guide per datapoint.
         batch_size: Datapoints per chunk; ``None`` chooses (see :func:`chunk_shape`).
         max_elements: Cap on particles x datapoints x features per chunk.
         keep_log_weights: Also return every log importance weight, ``(num_data, K)``.
@@ -292,11 +292,11 @@ def evaluate(
             labels (see the module docstring); ``False`` conditions every number on the given
             ``labels`` instead (then ``log_likelihood`` is log p(x | y)).
     """
-    _check(num_samples, batch_size, jit, compile)
+    _check(is_samples, batch_size, jit, compile)
     classes = label_classes(program) if marginalize_labels else None
-    sums = _Sums(x, num_samples, keep_log_weights)
+    sums = _Sums(x, is_samples, keep_log_weights)
     for chunk in _chunks(
-        program, x, labels, num_samples, batch_size, max_elements, jit, compile, classes
+        program, x, labels, is_samples, batch_size, max_elements, jit, compile, classes
     ):
         sums.add(*chunk)
     return sums.evaluation(classes)
@@ -307,15 +307,13 @@ class _Sums:
     weights (given the label too, under a label-conditioned prior), their sum, the
     reconstruction terms' sum, and optionally every log weight."""
 
-    def __init__(self, x: torch.Tensor, num_samples: int, keep_log_weights: bool) -> None:
-        n, self.num_samples = x.shape[0], num_samples
+    def __init__(self, x: torch.Tensor, is_samples: int, keep_log_weights: bool) -> None:
+        n, self.is_samples = x.shape[0], is_samples
         self.lse = torch.full((n,), -math.inf, dtype=torch.float64, device=x.device)
         self.elbo = torch.zeros(n, dtype=torch.float64, device=x.device)
         self.recon = torch.zeros(n, dtype=torch.float64, device=x.device)
         self.kept = (
-            torch.empty(n, num_samples, dtype=x.dtype, device=x.device)
-            if keep_log_weights
-            else None
+            torch.empty(n, is_samples, dtype=x.dtype, device=x.device) if keep_log_weights else None
         )
         self.lse_given: torch.Tensor | None = None
         self.col = 0  # columns of ``kept`` filled for the current rows (their chunks come in a row)
@@ -335,7 +333,7 @@ class _Sums:
             self.lse_given[rows] = torch.logaddexp(self.lse_given[rows], log_w_given)
         log_w = observed + latent
         if self.kept is not None:
-            self.col = 0 if self.col == self.num_samples else self.col
+            self.col = 0 if self.col == self.is_samples else self.col
             self.kept[rows, self.col : self.col + log_w.shape[0]] = log_w.T
             self.col += log_w.shape[0]
         log_w = log_w.double()
@@ -344,7 +342,7 @@ class _Sums:
         self.recon[rows] += observed.double().sum(0)
 
     def evaluation(self, classes: int | None) -> Evaluation:
-        k = self.num_samples
+        k = self.is_samples
         elbo, recon = self.elbo / k, self.recon / k
         given = None if self.lse_given is None else self.lse_given - math.log(k)
         return Evaluation(
@@ -357,7 +355,7 @@ def log_importance_weights(
     x: torch.Tensor,
     labels: torch.Tensor | None = None,
     *,
-    num_samples: int = 1000,
+    is_samples: int = 1000,
     batch_size: int | None = None,
     max_elements: int = MAX_ELEMENTS,
     jit: bool = False,
@@ -371,7 +369,7 @@ def log_importance_weights(
         program,
         x,
         labels,
-        num_samples=num_samples,
+        is_samples=is_samples,
         batch_size=batch_size,
         max_elements=max_elements,
         keep_log_weights=True,

@@ -64,4 +64,4 @@ def doubly_reparameterised(elbo: Any, objective: str) -> ImportanceWeightedELBO:
         raise ConfigError(
             f"gradient dreg is for the importance-weighted bound (objective iwae), not {objective}"
         )
-    return ImportanceWeightedELBO(elbo.num_particles, doubly_reparameterised=True)
+    return ImportanceWeightedELBO(elbo.particles, doubly_reparameterised=True)

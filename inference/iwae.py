@@ -78,7 +78,7 @@ def _log_prob(site: dict) -> torch.Tensor:
 
 
 class ImportanceWeightedELBO:
-    """The IWAE objective with ``num_particles`` importance samples per datapoint.
+    """The IWAE objective with ``particles`` importance samples per datapoint.
 
     Use like a Pyro ELBO: ``loss = iwae.differentiable_loss(model, guide, x, labels, ...)``.
     The loss is minus the bound, summed over the full data set as the plate scales it (as
@@ -92,9 +92,9 @@ class ImportanceWeightedELBO:
     is zero, the two log weights being equal in value).
     """
 
-    def __init__(self, num_particles: int = 5, doubly_reparameterised: bool = False) -> None:
-        positive_int("IWAE particles", num_particles)
-        self.num_particles = num_particles
+    def __init__(self, particles: int = 5, doubly_reparameterised: bool = False) -> None:
+        positive_int("IWAE particles", particles)
+        self.particles = particles
         self.doubly_reparameterised = doubly_reparameterised
 
     def differentiable_loss(
@@ -108,7 +108,7 @@ class ImportanceWeightedELBO:
         indices: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        k, batch = self.num_particles, x.shape[0]
+        k, batch = self.particles, x.shape[0]
         num_data = batch if num_data is None else num_data
         if indices is None:
             indices = torch.arange(batch, device=x.device)
@@ -140,7 +140,7 @@ class ImportanceWeightedELBO:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """log w of every particle and datapoint, ``(K, batch)``, with the model replayed on
         ``guide_trace``; and the summed log-density ratio of the global sites."""
-        k, x = self.num_particles, args[0]
+        k, x = self.particles, args[0]
         batch = x.shape[0] // (1 if vectorized or k == 1 else k)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs

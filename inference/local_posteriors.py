@@ -77,7 +77,7 @@ def fit_local_posteriors(
     *,
     steps: int = 500,
     lr: float = 0.02,
-    num_particles: int = 8,
+    particles: int = 8,
 ) -> tuple[LocalPosterior, list[float]]:
     """Optimise q*(z_i|x_i) for every row of ``x`` with the model held fixed.
 
@@ -93,19 +93,19 @@ def fit_local_posteriors(
         labels: Their labels, for priors that use them.
         steps: Adam steps.
         lr: Adam learning rate.
-        num_particles: Draws of z per datapoint and step.
+        particles: Draws of z per datapoint and step.
 
     Returns:
         The fitted guide and its loss (negative ELBO, nats per datapoint) at every step.
     """
     positive_int("steps", steps)
     positive_float("lr", lr)
-    positive_int("num_particles", num_particles)
+    positive_int("particles", particles)
     if vae.weight_sites:
         raise ConfigError("q* needs a point decoder; call vae.fix_weights() first")
     program = LocalPosterior(vae, x, labels)
     objective = "elbo-analytic-kl" if vae.prior.analytic_kl and vae.encoder.analytic_kl else "elbo"
-    elbo = OBJECTIVES.build(objective, num_particles)
+    elbo = OBJECTIVES.build(objective, particles)
     optimizer = torch.optim.Adam(list(program.local), lr=lr)
     # a decaying rate lets the noisy Monte Carlo gradients settle at the optimum
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / steps)

@@ -198,7 +198,7 @@ def fit_proposal(vae: VAE, problem: Problem) -> FitResult:
         problem.svi,
         objective="elbo",
         gradient="reparam",
-        num_particles=1,
+        particles=1,
         beta=1.0,
         warmup_epochs=0,
         epochs=max(1, problem.proposal_epochs),
@@ -216,9 +216,9 @@ def _weight_prior(problem: Problem, default: str) -> str:
 
 def _point_estimate_svi(problem: Problem, method: str) -> SVIConfig:
     svi = problem.svi
-    if svi.num_particles != 1:
+    if svi.particles != 1:
         raise ConfigError(
-            f"{method} is a point estimate: particles ({svi.num_particles}) make no sense for it"
+            f"{method} is a point estimate: particles ({svi.particles}) make no sense for it"
         )
     if svi.objective not in ("elbo", "elbo-analytic-kl"):
         raise ConfigError(
@@ -278,7 +278,7 @@ def amortized_vi(objective: str | None = None, particles: int | None = None) -> 
         return replace(
             problem.svi,
             objective=objective or problem.svi.objective,
-            num_particles=particles or problem.svi.num_particles,
+            particles=particles or problem.svi.particles,
         )
 
     def check(problem: Problem) -> None:
@@ -312,7 +312,7 @@ def amortized_vi(objective: str | None = None, particles: int | None = None) -> 
             _point(program, vae),
             history,
             notes=notes,
-            details={"objective": svi.objective, "particles": svi.num_particles},
+            details={"objective": svi.objective, "particles": svi.particles},
             wall_time=time.perf_counter() - start,
             program=program,
         )
@@ -386,10 +386,10 @@ def mle_prior_mc(particles: int = 10) -> Runner:
         if _weight_prior(problem, "flat") != "flat":
             raise ConfigError(f"{name} is maximum likelihood: its weight prior must be flat")
         _refuse_kl_weight(problem, name, "has no KL term")
-        if problem.svi.num_particles != 1:
+        if problem.svi.particles != 1:
             raise ConfigError(
                 f"{name} sets its own number of prior draws: use its particles option, "
-                f"not particles={problem.svi.num_particles}"
+                f"not particles={problem.svi.particles}"
             )
         _refuse_learnable_prior(prior, name, "draws z from the prior and never fits it")
 
@@ -398,7 +398,7 @@ def mle_prior_mc(particles: int = 10) -> Runner:
         vae = problem.build(None)
         program = PriorProposal(vae)
         # the proposal is the prior, which this method never fits: no guide gradient to change
-        svi = replace(problem.svi, objective="iwae", gradient="reparam", num_particles=particles)
+        svi = replace(problem.svi, objective="iwae", gradient="reparam", particles=particles)
         history = _fit(program, problem, svi)
         result = _with_proposal(name, program, vae, history, problem, start)
         result.details = {**result.details, "particles": particles}

@@ -1,4 +1,4 @@
-"""Variational objectives by name. Each factory takes ``num_particles`` and returns an object
+"""Variational objectives by name. Each factory takes ``particles`` and returns an object
 with Pyro's ``differentiable_loss(model, guide, *args, **kwargs)``.
 
 Particles are vectorized. Programs in the VAE calling convention (model and guide both take a
@@ -35,15 +35,15 @@ OBJECTIVES: Registry = Registry("objective")
 
 
 class _MeanOverParticles(Messenger):
-    """Weights every sample site inside the ``particles`` plate by 1 / ``num_particles``."""
+    """Weights every sample site inside the ``particles`` plate by 1 / ``particles``."""
 
-    def __init__(self, num_particles: int) -> None:
+    def __init__(self, particles: int) -> None:
         super().__init__()
-        self.num_particles = num_particles
+        self.particles = particles
 
     def _process_message(self, msg: dict) -> None:
         if any(frame.name == PARTICLES_PLATE for frame in msg["cond_indep_stack"]):
-            msg["scale"] = msg["scale"] / self.num_particles
+            msg["scale"] = msg["scale"] / self.particles
 
 
 class LocalParticlesELBO:
@@ -51,20 +51,20 @@ class LocalParticlesELBO:
 
     Args:
         elbo_class: ``pyro.infer.Trace_ELBO`` or ``pyro.infer.TraceMeanField_ELBO``.
-        num_particles: K.
+        particles: K.
     """
 
-    def __init__(self, elbo_class: type[ELBO], num_particles: int = 1) -> None:
-        self.num_particles = num_particles
+    def __init__(self, elbo_class: type[ELBO], particles: int = 1) -> None:
+        self.particles = particles
         self._one = elbo_class(num_particles=1, max_plate_nesting=MAX_PLATE_NESTING)
         self._pyro_vectorized = elbo_class(
-            num_particles=num_particles,
-            vectorize_particles=num_particles > 1,
+            num_particles=particles,
+            vectorize_particles=particles > 1,
             max_plate_nesting=MAX_PLATE_NESTING - 1,
         )
 
     def differentiable_loss(self, model, guide, *args: Any, **kwargs: Any) -> Any:
-        k = self.num_particles
+        k = self.particles
         if k == 1 or not (takes_particles(model) and takes_particles(guide)):
             return self._pyro_vectorized.differentiable_loss(model, guide, *args, **kwargs)
         mean = _MeanOverParticles(k)
@@ -74,22 +74,22 @@ class LocalParticlesELBO:
 
 
 @OBJECTIVES.register("elbo")
-def monte_carlo_kl(num_particles: int = 1) -> LocalParticlesELBO:
+def monte_carlo_kl(particles: int = 1) -> LocalParticlesELBO:
     """``Trace_ELBO``: the KL term estimated by sampling (Kingma & Welling's estimator A)."""
-    return LocalParticlesELBO(pyro.infer.Trace_ELBO, num_particles)
+    return LocalParticlesELBO(pyro.infer.Trace_ELBO, particles)
 
 
 @OBJECTIVES.register("elbo-analytic-kl")
-def analytic_kl(num_particles: int = 1) -> LocalParticlesELBO:
+def analytic_kl(particles: int = 1) -> LocalParticlesELBO:
     """``TraceMeanField_ELBO``: the KL term in closed form where one is registered (estimator B).
 
     Pyro falls back to a Monte Carlo estimate for latent sites without a registered KL.
     """
-    return LocalParticlesELBO(pyro.infer.TraceMeanField_ELBO, num_particles)
+    return LocalParticlesELBO(pyro.infer.TraceMeanField_ELBO, particles)
 
 
 @OBJECTIVES.register("iwae")
-def importance_weighted(num_particles: int = 5) -> ImportanceWeightedELBO:
-    """The importance-weighted bound with K = ``num_particles`` (Burda et al. 2016), per
+def importance_weighted(particles: int = 5) -> ImportanceWeightedELBO:
+    """The importance-weighted bound with K = ``particles`` (Burda et al. 2016), per
     datapoint, correct under minibatch subsampling and beta (see :mod:`.iwae`)."""
-    return ImportanceWeightedELBO(num_particles)
+    return ImportanceWeightedELBO(particles)

@@ -70,7 +70,7 @@ class SVIConfig:
         gradient: The guide's gradient estimator, a name in
             :data:`~pyro_vae.inference.gradients.GRADIENTS`: ``reparam``, ``stl`` (with
             ``elbo``) or ``dreg`` (with ``iwae``). It changes gradients, never the loss.
-        num_particles: Samples of z per datapoint in each ELBO estimate (vectorized).
+        particles: Samples of z per datapoint in each ELBO estimate (vectorized).
         optimizer: Name in :data:`~pyro_vae.inference.optimizers.OPTIMIZERS`.
         lr: Learning rate.
         batch_size: Minibatch size; the data plate scales each minibatch by N / batch.
@@ -94,7 +94,7 @@ class SVIConfig:
     """
 
     objective: str = "elbo"
-    num_particles: int = 1
+    particles: int = 1
     optimizer: str = "adam"
     gradient: str = "reparam"
     lr: float = 1e-3
@@ -109,7 +109,7 @@ class SVIConfig:
 
     def __post_init__(self) -> None:
         OPTIMIZERS[self.optimizer]
-        for name in ("num_particles", "batch_size", "epochs"):
+        for name in ("particles", "batch_size", "epochs"):
             positive_int(name, getattr(self, name))
         self.build_objective()  # refuses unknown names and a gradient the objective cannot take
         positive_float("lr", self.lr)
@@ -130,7 +130,7 @@ class SVIConfig:
 
     def build_objective(self) -> Any:
         """The objective with the chosen gradient estimator."""
-        elbo = OBJECTIVES.build(self.objective, self.num_particles)
+        elbo = OBJECTIVES.build(self.objective, self.particles)
         return GRADIENTS.build(self.gradient, elbo, self.objective)
 
     def kl_weight(self, step: int, steps_per_epoch: int) -> float:
@@ -282,10 +282,10 @@ def fit(
     if not torch.isfinite(x).all():
         raise DataError("the training data contain NaN or infinite values")
     check_allocation(
-        f"a training step with {config.num_particles} particles of each of "
+        f"a training step with {config.particles} particles of each of "
         f"{config.batch_size // workers.world_size} datapoints",
         STEP_NUMBERS_PER_FEATURE
-        * config.num_particles
+        * config.particles
         * (config.batch_size // workers.world_size)
         * (x.shape[1] if x.dim() > 1 else 1),
     )

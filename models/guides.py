@@ -242,11 +242,11 @@ class InverseAutoregressiveFlow(GuideFamily):
         return dist.TransformedDistribution(base, [f.condition(context) for f in self.flows])
 
 
-def moments(q: dist.TorchDistribution, num_samples: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def moments(q: dist.TorchDistribution, draws: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation of each coordinate of z under ``q``: exact where the
-    distribution has them (the Gaussian families), else from ``num_samples`` draws (``iaf``)."""
+    distribution has them (the Gaussian families), else from ``draws`` draws (``iaf``)."""
     try:
         return q.mean, q.stddev
     except NotImplementedError:
-        z = q.sample((num_samples,))
+        z = q.sample((draws,))
         return z.mean(0), z.std(0)

@@ -49,7 +49,7 @@ class Likelihood(PyroModule):
         if self.support == "binary" and not ((x == 0) | (x == 1)).all():
             raise DataError(
                 f"the {self.name} likelihood needs binary data (0/1) but the data have other "
-                "values; binarize them (--binarize dynamic or threshold) or use "
+                "values; binarize them (--binarization dynamic or threshold) or use "
                 "--likelihood continuous-bernoulli"
             )
         if self.support == "unit-interval" and ((x < 0) | (x > 1)).any():

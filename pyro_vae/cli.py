@@ -75,7 +75,10 @@ def _add_config_options(
             )
         elif default is None or isinstance(default, str):
             metavar = f.metadata.get("metavar", "NAME" if default else "PATH")
-            parser.add_argument(flag, default=None, metavar=metavar, help=help_text)
+            aliases = f.metadata.get("aliases", ())
+            parser.add_argument(
+                flag, *aliases, dest=f.name, default=None, metavar=metavar, help=help_text
+            )
         else:
             parser.add_argument(
                 flag,
@@ -247,9 +250,9 @@ def _train(args: argparse.Namespace) -> None:
         return
     test = metrics["test"]
     print(
-        f"{config.dataset} ({config.binarize} binarization): test ELBO {test['elbo']:.2f}, "
+        f"{config.dataset} ({config.binarization} binarization): test ELBO {test['elbo']:.2f}, "
         f"log p(x) {test['log_likelihood']:.2f} nats per datapoint "
-        f"(importance sampling, K={test['num_samples']}); run folder: {out}"
+        f"(importance sampling, K={test['is_samples']}); run folder: {out}"
     )
 
 
@@ -329,7 +332,7 @@ def _diagnose(args: argparse.Namespace) -> None:
     out = args.out or f"{args.run}/diagnostics"
     print(
         f"{report['dataset']}: log p(x) {imp['log_likelihood']:.2f} nats per datapoint "
-        f"(K={imp['num_samples']}), k-hat > 0.7 for "
+        f"(K={imp['is_samples']}), k-hat > 0.7 for "
         f"{100 * imp['khat_shares']['bad (> 0.7)']:.1f} % of images, "
         f"{col['active_units']}/{col['latent_dim']} active units; report: {out}/report.md"
     )

@@ -173,7 +173,7 @@ def _problem(config: CompareConfig, cell: tuple[str, str, int], run: RunData) ->
     base = config.base
     return Problem(
         run.train_x,
-        run.train_y,
+        run.train_labels,
         base.model_spec(
             guide=guide,
             guide_options=config.guide_options.get(guide, {}),
@@ -186,13 +186,13 @@ def _problem(config: CompareConfig, cell: tuple[str, str, int], run: RunData) ->
         weight_prior_options=base.weight_prior_options,
         proposal_epochs=config.proposal_epochs,
         nuts_x=run.test_x,
-        nuts_labels=run.test_y,
+        nuts_labels=run.test_labels,
         seed=seed,
         num_classes=run.num_classes,
     )
 
 
-def _row(result: MethodResult, cell, train_x, train_y, test_x, test_y, k: int):
+def _row(result: MethodResult, cell, train_x, train_labels, test_x, test_labels, k: int):
     """The table row of one fit of ``cell`` (guide, prior, seed), and its per-image test
     log-likelihoods (``None`` if it has no model to score)."""
     guide, prior, seed = cell
@@ -208,12 +208,12 @@ def _row(result: MethodResult, cell, train_x, train_y, test_x, test_y, k: int):
     per_image = None
     if result.vae is not None:
         result.vae.eval()
-        train = evaluate(result.vae, train_x, train_y, num_samples=TRAIN_ELBO_SAMPLES)
+        train = evaluate(result.vae, train_x, train_labels, is_samples=TRAIN_ELBO_SAMPLES)
         with_khat = k >= MIN_IS_SAMPLES  # only then are the log weights kept
         # common random numbers: every fit of a seed is scored with the same draws of the
         # noise, so an ELPD difference's SE reflects the models, not Monte Carlo noise
         torch.manual_seed(seed)
-        test = evaluate(result.vae, test_x, test_y, num_samples=k, keep_log_weights=with_khat)
+        test = evaluate(result.vae, test_x, test_labels, is_samples=k, keep_log_weights=with_khat)
         summary = test.summary()
         per_image = test.log_likelihood
         row.update(
@@ -223,7 +223,7 @@ def _row(result: MethodResult, cell, train_x, train_y, test_x, test_y, k: int):
             is_samples=k,
             reconstruction=summary["reconstruction"],
             kl=summary["kl"],
-            active_units=posterior_collapse(result.vae, test_x, test_y).active_units,
+            active_units=posterior_collapse(result.vae, test_x, test_labels).active_units,
         )
         if test.log_likelihood_given_label is not None:  # a prior that reads labels
             row.update(
@@ -355,7 +355,7 @@ def _report(config: CompareConfig, rows, summary: dict[str, Any], pictures: list
     lines = [
         f"# pyro-vae compare: {base.dataset}",
         "",
-        f"Data: {base.dataset}, {base.binarize} binarization (test set binarized once, seed "
+        f"Data: {base.dataset}, {base.binarization} binarization (test set binarized once, seed "
         f"{TEST_BINARIZATION_SEED}), {summary['num_train']} training and {summary['num_test']} "
         f"test images. Model: MLP {base.hidden}, z = {base.latent_dim}, {base.likelihood} "
         f"likelihood; guides: {', '.join(config.guides)}. Budget: {base.epochs} epochs, "
@@ -399,7 +399,7 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
     out = Path(out_dir)
     check_out_dir(out, resume=False, resumable=False)
     base = config.base
-    run = run_data(base.dataset, base.data_dir, base.binarize, base.device, config.num_test)
+    run = run_data(base.dataset, base.data_dir, base.binarization, base.device, config.num_test)
     if base.is_samples >= MIN_IS_SAMPLES:  # every fit keeps its log weights for k-hat
         check_allocation(
             f"K = {base.is_samples} log weights for each of {len(run.test_x)} test images",
@@ -422,7 +422,7 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
         results = {
             "units": "nats per datapoint",
             "dataset": base.dataset,
-            "binarization": base.binarize,
+            "binarization": base.binarization,
             **summary,
             "rows": grid.rows,
             "pictures": pictures,
@@ -477,7 +477,13 @@ def _fit_grid(
     progress: bool,
 ) -> _Grid:
     grid = _Grid()
-    scored = (run.train_fixed, run.train_y, run.test_x, run.test_y, config.base.is_samples)
+    scored = (
+        run.train_fixed,
+        run.train_labels,
+        run.test_x,
+        run.test_labels,
+        config.base.is_samples,
+    )
     for (guide, prior, seed), problem in problems.items():
         done: dict[str, MethodResult] = {}
         for method, runner in runners.items():

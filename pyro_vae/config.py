@@ -33,7 +33,9 @@ class TrainConfig:
     data_dir: str | None = option(
         None, "folder with data files (default $PYRO_VAE_DATA or ~/.cache/pyro-vae)"
     )
-    binarize: str = option("dynamic", "binarization: dynamic, threshold or none")
+    binarization: str = option(
+        "dynamic", "binarization: dynamic, threshold or none", aliases=("--binarize",)
+    )
     latent_dim: int = option(20, "size of z")
     hidden: tuple[int, ...] = option(
         (400,),
@@ -128,7 +130,7 @@ class TrainConfig:
         if self.hidden == (0,):
             self.hidden = ()
         DATASETS[self.dataset]
-        BINARIZATIONS[self.binarize]
+        BINARIZATIONS[self.binarization]
         LAYERS[self.layer]
         GUIDES[self.guide]
         LIKELIHOODS[self.likelihood]
@@ -162,7 +164,7 @@ class TrainConfig:
         return SVIConfig(
             objective=self.objective,
             gradient=self.gradient,
-            num_particles=self.particles,
+            particles=self.particles,
             optimizer=self.optimizer,
             lr=self.lr,
             batch_size=self.batch_size,
@@ -198,7 +200,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Rebuild from ``config.json``; unknown keys are refused."""
+        """Rebuild from ``config.json``; unknown keys are refused. A folder written before
+        ``binarize`` was renamed ``binarization`` is read too."""
+        if "binarize" in values:
+            values = dict(values)
+            values.setdefault("binarization", values.pop("binarize"))
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -46,17 +46,17 @@ class Dataset:
     name: str
     train_x: torch.Tensor
     test_x: torch.Tensor
-    train_y: torch.Tensor | None = None
-    test_y: torch.Tensor | None = None
+    train_labels: torch.Tensor | None = None
+    test_labels: torch.Tensor | None = None
     image_shape: tuple[int, int] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     num_classes: int | None = None
 
     def __post_init__(self) -> None:
         _check_images(self)
-        if self.train_y is not None and self.test_y is not None:
+        if self.train_labels is not None and self.test_labels is not None:
             self.num_classes = _check_labels(self)
-        elif (self.train_y is None) != (self.test_y is None):
+        elif (self.train_labels is None) != (self.test_labels is None):
             raise DataError(f"{self.name}: labels for one split only; give both or neither")
         else:
             self.num_classes = None
@@ -67,7 +67,7 @@ class Dataset:
 
     @property
     def has_labels(self) -> bool:
-        return self.train_y is not None
+        return self.train_labels is not None
 
 
 def _check_images(data: Dataset) -> None:
@@ -88,16 +88,16 @@ def _check_images(data: Dataset) -> None:
 def _check_labels(data: Dataset) -> int:
     """Check the labels against the data and each other; return the number of classes."""
     for split, x, y in (
-        ("training", data.train_x, data.train_y),
-        ("test", data.test_x, data.test_y),
+        ("training", data.train_x, data.train_labels),
+        ("test", data.test_x, data.test_labels),
     ):
         if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.is_floating_point():
             raise DataError(f"{data.name}: the {split} labels must be a 1-D integer tensor")
         if len(y) != len(x):
             raise DataError(f"{data.name}: {len(y)} {split} labels for {len(x)} {split} datapoints")
-    seen = torch.unique(data.train_y).tolist()
+    seen = torch.unique(data.train_labels).tolist()
     classes = data.num_classes if data.num_classes is not None else int(seen[-1]) + 1
-    for split, y in (("training", data.train_y), ("test", data.test_y)):
+    for split, y in (("training", data.train_labels), ("test", data.test_labels)):
         low, high = int(y.min()), int(y.max())
         if low < 0 or high >= classes:
             raise DataError(
@@ -110,7 +110,7 @@ def _check_labels(data: Dataset) -> int:
             f"{data.name}: training labels run to {classes - 1} but lack class(es) "
             f"{', '.join(map(str, missing))}; labels must be 0..C-1 with every class present"
         )
-    unseen = sorted(set(torch.unique(data.test_y).tolist()) - set(seen))
+    unseen = sorted(set(torch.unique(data.test_labels).tolist()) - set(seen))
     if unseen:
         raise DataError(
             f"{data.name}: test labels {', '.join(map(str, unseen[:5]))} are classes the "
@@ -416,7 +416,7 @@ def evenly_spaced(n: int, count: int) -> torch.Tensor:
 def check_unit_interval(x: torch.Tensor, mode: str) -> None:
     """Binarization (other than ``none``) needs grey values in [0, 1]."""
     if mode != "none" and ((x < 0) | (x > 1)).any():
-        raise DataError(f"binarization {mode!r} needs data in [0, 1]; use --binarize none")
+        raise DataError(f"binarization {mode!r} needs data in [0, 1]; use --binarization none")
 
 
 BINARIZATIONS: Registry[Binarization] = Registry("binarization")

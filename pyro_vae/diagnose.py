@@ -62,8 +62,8 @@ class DiagnoseConfig:
 
 
 def _check_comparable(run: Run, other: Run) -> None:
-    mine = (run.config.dataset, run.config.binarize, len(run.test_x))
-    theirs = (other.config.dataset, other.config.binarize, len(other.test_x))
+    mine = (run.config.dataset, run.config.binarization, len(run.test_x))
+    theirs = (other.config.dataset, other.config.binarization, len(other.test_x))
     if mine != theirs:
         raise CheckpointError(
             f"cannot compare {other.folder} with {run.folder}: data set, binarization or test "
@@ -102,7 +102,7 @@ def diagnose(
     d.report = {
         "run": str(run.folder),
         "dataset": run.config.dataset,
-        "binarization": run.config.binarize,
+        "binarization": run.config.binarization,
         "epochs": run.epochs,
         "units": "nats per datapoint",
         "test_images": rows.tolist(),

@@ -52,8 +52,8 @@ class Diagnosis:
         return self.run.test_x[self.rows]
 
     @functools.cached_property
-    def y(self) -> torch.Tensor | None:
-        return None if self.run.test_y is None else self.run.test_y[self.rows]
+    def labels(self) -> torch.Tensor | None:
+        return None if self.run.test_labels is None else self.run.test_labels[self.rows]
 
     def say(self, text: str) -> None:
         if self.progress:
@@ -82,7 +82,7 @@ def _importance(d: Diagnosis) -> None:
     config, x, rows = d.config, d.x, d.rows
     d.say(f"importance sampling, K={config.is_samples}, {len(x)} images")
     torch.manual_seed(config.seed)  # every fit is scored with the same random numbers
-    importance = importance_diagnostics(d.run.vae, x, d.y, num_samples=config.is_samples)
+    importance = importance_diagnostics(d.run.vae, x, d.labels, is_samples=config.is_samples)
     worst = importance.worst(WORST_SHOWN)
     d.report["importance"] = {
         **importance.summary(),
@@ -111,7 +111,7 @@ def _render_importance(report: dict[str, Any]) -> list[str]:
     return [
         "## Importance sampling and Pareto k-hat",
         "",
-        f"q(z|x) is the proposal, K = {imp['num_samples']} draws per image.",
+        f"q(z|x) is the proposal, K = {imp['is_samples']} draws per image.",
         "",
         "| log p(x), plain IS | log p(x), PSIS | ELBO | k-hat < 0.5 | 0.5–0.7 | > 0.7 | "
         "max k-hat |",
@@ -134,8 +134,8 @@ def _render_importance(report: dict[str, Any]) -> list[str]:
 
 def _collapse(d: Diagnosis) -> None:
     d.say("posterior collapse and the aggregate posterior")
-    collapse = posterior_collapse(d.run.vae, d.x, d.y)
-    aggregate = aggregate_posterior(d.run.vae, d.x, d.y)
+    collapse = posterior_collapse(d.run.vae, d.x, d.labels)
+    aggregate = aggregate_posterior(d.run.vae, d.x, d.labels)
     d.report["collapse"] = {
         **collapse.summary(),
         "mutual_information": aggregate.mutual_information,
@@ -184,7 +184,7 @@ def _render_collapse(report: dict[str, Any]) -> list[str]:
 
 
 def _gaps(d: Diagnosis) -> None:
-    config, x, y = d.config, d.x, d.y
+    config, x, labels = d.config, d.x, d.labels
     if not config.gap_images:
         return
     count = min(config.gap_images, len(x))
@@ -193,9 +193,9 @@ def _gaps(d: Diagnosis) -> None:
     d.report["gaps"] = inference_gaps(
         d.run.vae,
         x[chosen],
-        None if y is None else y[chosen],
+        None if labels is None else labels[chosen],
         steps=config.gap_steps,
-        num_samples=config.is_samples,
+        is_samples=config.is_samples,
     ).summary()
 
 
@@ -233,7 +233,7 @@ def _nuts(d: Diagnosis) -> None:
     latent = vi_against_nuts(
         d.run.vae,
         x,
-        d.y,
+        d.labels,
         images=chosen,
         chains=config.nuts_chains,
         draws=config.nuts_draws,
@@ -300,7 +300,7 @@ def _elpd(d: Diagnosis) -> None:
     for other in d.others:
         torch.manual_seed(d.config.seed)  # common random numbers: a run against itself ties
         d.log_likelihoods[_fit_name(other.folder, d.log_likelihoods)] = importance_diagnostics(
-            other.vae, d.x, d.y, num_samples=d.config.is_samples
+            other.vae, d.x, d.labels, is_samples=d.config.is_samples
         ).log_likelihood
     d.report["elpd"] = elpd_comparison(d.log_likelihoods)
 

@@ -64,13 +64,13 @@ class ImportanceDiagnostics(NamedTuple):
     psis_log_likelihood: torch.Tensor
     khat: torch.Tensor
     elbo: torch.Tensor
-    num_samples: int
+    is_samples: int
 
     @property
     def khat_threshold(self) -> float:
         """The sample-size-dependent bound for "good" (Vehtari et al. 2024):
         min(1 - 1/log10 K, 0.7)."""
-        return min(1.0 - 1.0 / math.log10(self.num_samples), KHAT_BAD)
+        return min(1.0 - 1.0 / math.log10(self.is_samples), KHAT_BAD)
 
     def khat_shares(self) -> dict[str, float]:
         """Shares of images with k-hat below 0.5, from 0.5 to 0.7, and above 0.7."""
@@ -87,7 +87,7 @@ class ImportanceDiagnostics(NamedTuple):
 
     def summary(self) -> dict[str, object]:
         return {
-            "num_samples": self.num_samples,
+            "is_samples": self.is_samples,
             "log_likelihood": _mean(self.log_likelihood),
             "psis_log_likelihood": _mean(self.psis_log_likelihood),
             "elbo": _mean(self.elbo),
@@ -103,7 +103,7 @@ def importance_diagnostics(
     x: torch.Tensor,
     labels: torch.Tensor | None = None,
     *,
-    num_samples: int = 1000,
+    is_samples: int = 1000,
     batch_size: int = 100,
 ) -> ImportanceDiagnostics:
     """IS log p(x), PSIS log p(x) and Pareto k-hat for every row of ``x``.
@@ -112,15 +112,15 @@ def importance_diagnostics(
         program: Module with ``model`` and ``guide``; the guide is the proposal.
         x: Data as the model expects it, ``(num_data, features)``.
         labels: Labels for priors that use them.
-        num_samples: K, draws per image (k-hat needs a few hundred to be meaningful).
+        is_samples: K, draws per image (k-hat needs a few hundred to be meaningful).
         batch_size: Images per chunk.
     """
-    if num_samples < MIN_IS_SAMPLES:
+    if is_samples < MIN_IS_SAMPLES:
         raise ConfigError(
-            f"Pareto k-hat needs at least {MIN_IS_SAMPLES} importance samples, not {num_samples}"
+            f"Pareto k-hat needs at least {MIN_IS_SAMPLES} importance samples, not {is_samples}"
         )
     result = evaluate(
-        program, x, labels, num_samples=num_samples, batch_size=batch_size, keep_log_weights=True
+        program, x, labels, is_samples=is_samples, batch_size=batch_size, keep_log_weights=True
     )
     return pareto_diagnostics(result)
 
@@ -135,10 +135,10 @@ def pareto_diagnostics(result: Evaluation) -> ImportanceDiagnostics:
     return ImportanceDiagnostics(
         result.log_likelihood,
         torch.logsumexp(torch.as_tensor(smoothed, device=device), dim=-1)
-        - math.log(result.num_samples),
+        - math.log(result.is_samples),
         torch.as_tensor(khat, device=device),
         result.elbo,
-        result.num_samples,
+        result.is_samples,
     )
 
 
@@ -185,7 +185,7 @@ def posterior_collapse(
     labels: torch.Tensor | None = None,
     *,
     threshold: float = ACTIVE_THRESHOLD,
-    num_samples: int = 100,
+    draws: int = 100,
 ) -> Collapse:
     """KL per latent dimension and active units of the encoder on ``x``.
 
@@ -194,15 +194,15 @@ def posterior_collapse(
         x: Data, ``(num_data, features)``.
         labels: Labels for priors that use them.
         threshold: Activity above which a unit counts as active.
-        num_samples: Draws per datapoint for the KL where it has no closed form, and for q's
+        draws: Draws per datapoint for the KL where it has no closed form, and for q's
             moments where they have none (``iaf``).
 
     q(z_u|x) is the marginal of q in coordinate u: exact for the Gaussian families, the
     Gaussian with its mean and standard deviation for ``iaf``.
     """
     positive_float("threshold", threshold)
-    positive_int("num_samples", num_samples)
-    loc, scale = moments(vae.posterior(x, labels), num_samples)
+    positive_int("draws", draws)
+    loc, scale = moments(vae.posterior(x, labels), draws)
     activity = loc.double().var(0, unbiased=False) if len(x) > 1 else torch.zeros_like(loc[0])
     base = _factorised(vae.prior(len(x), labels))
     kl = None
@@ -212,7 +212,7 @@ def posterior_collapse(
         try:
             kl = kl_divergence(q, p).mean(0)
         except NotImplementedError:
-            z = q.sample((num_samples,))
+            z = q.sample((draws,))
             kl = (q.log_prob(z) - p.log_prob(z)).mean((0, 1))
     return Collapse(kl, activity, int((activity > threshold).sum()), threshold)
 
@@ -387,8 +387,8 @@ def inference_gaps(
     *,
     steps: int = 500,
     lr: float = 0.02,
-    num_particles: int = 8,
-    num_samples: int = 1000,
+    particles: int = 8,
+    is_samples: int = 1000,
 ) -> Gaps:
     """Approximation and amortization gaps on the rows of ``x``.
 
@@ -402,16 +402,14 @@ def inference_gaps(
         steps: Adam steps of the optimisation of q* (see
             :func:`~pyro_vae.inference.local_posteriors.fit_local_posteriors`).
         lr: Its learning rate.
-        num_particles: Draws per step of its ELBO.
-        num_samples: Draws per image for the ELBOs and the IS estimate.
+        particles: Draws per step of its ELBO.
+        is_samples: Draws per image for the ELBOs and the IS estimate.
     """
-    local, losses = fit_local_posteriors(
-        vae, x, labels, steps=steps, lr=lr, num_particles=num_particles
-    )
+    local, losses = fit_local_posteriors(vae, x, labels, steps=steps, lr=lr, particles=particles)
     # the q* guide is tied to its rows, so it is evaluated without splitting the images; under
     # a label-conditioned prior q* is fitted given the label, so every term here is given it
-    optimal = evaluate(local, x, labels, num_samples=num_samples, batch_size=len(x))
-    encoder = evaluate(vae, x, labels, num_samples=num_samples, marginalize_labels=False)
+    optimal = evaluate(local, x, labels, is_samples=is_samples, batch_size=len(x))
+    encoder = evaluate(vae, x, labels, is_samples=is_samples, marginalize_labels=False)
     return Gaps(optimal.log_likelihood, optimal.elbo, encoder.elbo, losses)
 
 

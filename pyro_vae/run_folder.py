@@ -45,9 +45,9 @@ class RunData:
     binarization: Binarization
     train_x: torch.Tensor
     train_fixed: torch.Tensor
-    train_y: torch.Tensor | None
+    train_labels: torch.Tensor | None
     test_x: torch.Tensor
-    test_y: torch.Tensor | None
+    test_labels: torch.Tensor | None
 
     @property
     def num_classes(self) -> int | None:
@@ -65,17 +65,17 @@ def run_data(
     images only (before they are binarized)."""
     device = check_device(str(device)) if isinstance(device, str) else device
     data = load_dataset(dataset, data_dir)
-    binarize = BINARIZATIONS[binarization]
-    test_x, test_y = data.test_x[:num_test], data.test_y
+    chosen = BINARIZATIONS[binarization]
+    test_x, test_labels = data.test_x[:num_test], data.test_labels
     train_x = data.train_x.to(device)
     return RunData(
         data=data,
-        binarization=binarize,
+        binarization=chosen,
         train_x=train_x,
-        train_fixed=binarize.fixed(train_x),
-        train_y=None if data.train_y is None else data.train_y.to(device),
-        test_x=binarize.fixed(test_x.to(device)),
-        test_y=None if test_y is None else test_y[:num_test].to(device),
+        train_fixed=chosen.fixed(train_x),
+        train_labels=None if data.train_labels is None else data.train_labels.to(device),
+        test_x=chosen.fixed(test_x.to(device)),
+        test_labels=None if test_labels is None else test_labels[:num_test].to(device),
     )
 
 

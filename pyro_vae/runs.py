@@ -54,9 +54,9 @@ class Run(NamedTuple):
     vae: VAE
     data: Dataset
     train_x: torch.Tensor
-    train_y: torch.Tensor | None
+    train_labels: torch.Tensor | None
     test_x: torch.Tensor
-    test_y: torch.Tensor | None
+    test_labels: torch.Tensor | None
     epochs: int
 
 
@@ -91,12 +91,12 @@ def load_run(folder: str | Path, *, device: str | None = None, data_dir: str | N
         config = TrainConfig.from_dict(saved)
     except ConfigError as err:
         raise CheckpointError(f"{path} holds a config this pyro-vae cannot read: {err}") from None
-    run = run_data(config.dataset, config.data_dir, config.binarize, config.device)
-    data, train_x, train_y = run.data, run.train_fixed, run.train_y
-    test_x, test_y, num_classes = run.test_x, run.test_y, run.num_classes
+    run = run_data(config.dataset, config.data_dir, config.binarization, config.device)
+    data, train_x, train_labels = run.data, run.train_fixed, run.train_labels
+    test_x, test_labels, num_classes = run.test_x, run.test_labels, run.num_classes
     vae, program = build_program(config, train_x, num_classes)
     with torch.no_grad():  # create lazily built autoguide parameters before loading
-        program.guide(train_x[:1], None if train_y is None else train_y[:1])
+        program.guide(train_x[:1], None if train_labels is None else train_labels[:1])
     try:
         epochs = check_trained_params(state, program, FitResult)
     except CheckpointError as err:
@@ -105,4 +105,4 @@ def load_run(folder: str | Path, *, device: str | None = None, data_dir: str | N
     if vae.weight_sites:
         vae.fix_weights(program.point_weights())
     vae.eval()
-    return Run(folder, config, vae, data, train_x, train_y, test_x, test_y, epochs)
+    return Run(folder, config, vae, data, train_x, train_labels, test_x, test_labels, epochs)

@@ -121,7 +121,7 @@ def train(
     check_out_dir(out, resume)
     workers.barrier()  # every worker has checked the folder before the first one writes
     state = _resume_state(out, config.to_dict(), device) if resume else None
-    run = run_data(config.dataset, config.data_dir, config.binarize, device)
+    run = run_data(config.dataset, config.data_dir, config.binarization, device)
     pyro.set_rng_seed(config.seed)  # the same initial model on every worker
     # A weight prior makes the decoder weights global sites; AutoDelta gives their MAP value.
     vae, program = build_program(config, run.train_fixed, run.num_classes)
@@ -196,7 +196,7 @@ def _check_before_work(
             check_resume_state(
                 program,
                 run.train_x,
-                run.train_y,
+                run.train_labels,
                 state,
                 config=config.svi_config(),
                 workers=workers,
@@ -236,7 +236,7 @@ def _fit(
             result = fit(
                 program,
                 run.train_x,
-                run.train_y,
+                run.train_labels,
                 config=config.svi_config(),
                 binarization=run.binarization,
                 seed=config.seed,
@@ -264,9 +264,9 @@ def _evaluate(config: TrainConfig, vae: VAE, run: RunData) -> dict[str, Any]:
     vae.eval()
     speed = {"jit": config.jit, "compile": config.compile}
     train_eval = evaluate(
-        vae, run.train_fixed, run.train_y, num_samples=TRAIN_ELBO_SAMPLES, **speed
+        vae, run.train_fixed, run.train_labels, is_samples=TRAIN_ELBO_SAMPLES, **speed
     )
-    test_eval = evaluate(vae, run.test_x, run.test_y, num_samples=config.is_samples, **speed)
+    test_eval = evaluate(vae, run.test_x, run.test_labels, is_samples=config.is_samples, **speed)
     return {
         "train_elbo": train_eval.summary()["elbo"],
         "test": test_eval.summary(),
@@ -280,7 +280,7 @@ def _save_pictures(
 ) -> list[str]:
     """The run folder's pictures; returns their file names."""
     plots.save_loss_curve(result.losses, out / "loss.png", test_elbo, result.betas)
-    plots.save_latent_scatter(vae, run.test_x, run.test_y, out / "latent.png")
+    plots.save_latent_scatter(vae, run.test_x, run.test_labels, out / "latent.png")
     shape = run.data.image_shape
     if shape is None:
         return ["loss.png", "latent.png"]
@@ -316,7 +316,7 @@ def _metrics(
         "dataset": config.dataset,
         "data": {**run.data.info, "num_train": len(run.train_x), "num_test": len(run.test_x)},
         "binarization": {
-            "mode": config.binarize,
+            "mode": config.binarization,
             "test_seed": TEST_BINARIZATION_SEED if run.binarization.resample else None,
         },
         "likelihood": {"name": config.likelihood, "options": config.likelihood_options},

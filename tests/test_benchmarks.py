@@ -94,7 +94,7 @@ def test_quality_trains_scores_continues_a_stopped_run_and_peeks(tmp_path):
     run_script("quality.py", *args, "--epochs", "1")
     folder = tmp_path / "mnist5k"
     first = json.loads((folder / "quality.json").read_text())
-    assert first[0]["epochs"] == 1 and first[0]["num_samples"] == 5
+    assert first[0]["epochs"] == 1 and first[0]["is_samples"] == 5
     assert first[0]["published_nll"] is None  # published numbers are for Fashion-MNIST
     stale = {f: (folder / "vae" / f).read_text() for f in ("metrics.json", "nll-K5.json")}
     run_script("quality.py", *args, "--epochs", "2")  # continues the same run

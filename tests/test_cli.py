@@ -34,7 +34,7 @@ def test_train_writes_a_complete_run_folder_and_resumes(tmp_path):
     assert {p.name for p in out.iterdir()} == RUN_FILES
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == "mnist5k" and metrics["binarization"]["mode"] == "dynamic"
-    assert metrics["test"]["num_samples"] == 5 and metrics["epochs"] == 1
+    assert metrics["test"]["is_samples"] == 5 and metrics["epochs"] == 1
     assert metrics["test"]["log_likelihood"] >= metrics["test"]["elbo"] - 1.0
     assert metrics["units"] == "nats per datapoint"
     for key in ("train", "evaluation"):
@@ -56,7 +56,7 @@ def test_ppca_run_on_the_python_api(tmp_path):
 
     config = TrainConfig(
         dataset="ppca",
-        binarize="none",
+        binarization="none",
         likelihood="normal",
         hidden=(),
         latent_dim=2,
@@ -66,7 +66,7 @@ def test_ppca_run_on_the_python_api(tmp_path):
         lr=0.01,
     )
     metrics = train(config, tmp_path / "p", progress=False)
-    assert metrics["test"]["num_samples"] == 3
+    assert metrics["test"]["is_samples"] == 3
     # two epochs: both tagged checkpoints are kept (keep_checkpoints=3)
     assert {p.name for p in (tmp_path / "p").iterdir()} == RUN_FILES - {
         "reconstructions.png",
@@ -90,21 +90,21 @@ def _refused(capsys, tmp_path, *args):
         (["--dataset", "cifar"], "fashion-mnist, mnist, mnist5k, ppca"),
         (["--likelihood", "poisson"], "bernoulli, continuous-bernoulli, laplace, normal"),
         (["--objective", "kl"], "elbo, elbo-analytic-kl"),
-        (["--binarize", "maybe"], "dynamic, none, threshold"),
+        (["--binarization", "maybe"], "dynamic, none, threshold"),
         (["--prior", "flat"], "standard-normal"),
         (["--lr", "-1"], "lr must be a positive"),
         (["--lr", "abc"], "--lr takes a number"),
         (["--epochs", "0"], "epochs must be a positive integer"),
         (["--latent-dim", "2.5"], "--latent-dim takes an integer"),
         (["--hidden", "-3"], "hidden must be a positive integer"),
-        (["--particles", "0"], "num_particles must be a positive integer"),
+        (["--particles", "0"], "particles must be a positive integer"),
         (["--batch-size", "4001"], "batch_size 4001 exceeds the 4000 training images"),
-        (["--binarize", "none"], "binarize them .* or use --likelihood continuous-bernoulli"),
+        (["--binarization", "none"], "binarize them .* or use --likelihood continuous-bernoulli"),
         (["--device", "tpu"], "device must be cpu or cuda"),
         (["--data-dir", "/no/such/folder"], "does not exist"),
         (["--dataset", "ppca", "--likelihood", "normal"], "binarization 'dynamic' needs data in"),
         (
-            ["--dataset", "ppca", "--binarize", "none", "--likelihood", "normal"]
+            ["--dataset", "ppca", "--binarization", "none", "--likelihood", "normal"]
             + ["--prior", "class-conditional"],
             "needs labelled data",
         ),
@@ -203,7 +203,7 @@ def test_prior_and_likelihood_options_reach_the_model(tmp_path):
         [
             "train",
             *TINY,
-            "--binarize",
+            "--binarization",
             "none",
             "--likelihood",
             "laplace",
@@ -249,7 +249,7 @@ def test_bad_option_pairs_are_refused(capsys, tmp_path):
         tmp_path,
         "--likelihood-opt",
         "scale=wide",
-        "--binarize",
+        "--binarization",
         "none",
         "--likelihood",
         "normal",
@@ -338,3 +338,16 @@ def test_an_interrupt_names_only_what_was_saved(capsys, monkeypatch, tmp_path):
     assert main(["diagnose", str(tmp_path / "old"), "--quiet"]) == 130
     err = capsys.readouterr().err
     assert "diagnose keeps no partial results" in err and "--resume" not in err
+
+
+def test_binarization_has_one_name_and_old_spellings_still_read():
+    from pyro_vae.cli import build_parser
+    from pyro_vae.config import TrainConfig
+
+    # a config.json written before the rename, and the old flag
+    assert TrainConfig.from_dict({"binarize": "threshold"}).binarization == "threshold"
+    changed = TrainConfig.from_dict({"binarize": "threshold", "binarization": "none"})
+    assert changed.binarization == "none"
+    for flag in ("--binarization", "--binarize"):
+        args = build_parser().parse_args(["train", flag, "none"])
+        assert args.binarization == "none"

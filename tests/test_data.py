@@ -19,10 +19,12 @@ def test_mnist5k_is_a_stratified_deterministic_split(mnist5k):
     assert mnist5k.train_x.dtype == torch.float32
     assert 0 <= mnist5k.train_x.min() and mnist5k.train_x.max() <= 1
     assert mnist5k.train_x.max() == 1 and ((mnist5k.train_x > 0) & (mnist5k.train_x < 1)).any()
-    assert torch.equal(mnist5k.train_y.bincount(), torch.full((10,), 400))
-    assert torch.equal(mnist5k.test_y.bincount(), torch.full((10,), 100))
+    assert torch.equal(mnist5k.train_labels.bincount(), torch.full((10,), 400))
+    assert torch.equal(mnist5k.test_labels.bincount(), torch.full((10,), 100))
     again = load_dataset("mnist5k")
-    assert torch.equal(again.test_x, mnist5k.test_x) and torch.equal(again.train_y, mnist5k.train_y)
+    assert torch.equal(again.test_x, mnist5k.test_x) and torch.equal(
+        again.train_labels, mnist5k.train_labels
+    )
     # no test image is also a training image
     train_rows = {tuple(row.tolist()) for row in (mnist5k.train_x * 255).round().to(torch.uint8)}
     assert not any(
@@ -52,7 +54,7 @@ def test_threshold_and_none(mnist5k):
 
 
 def test_binarization_refuses_real_valued_data():
-    with pytest.raises(DataError, match="--binarize none"):
+    with pytest.raises(DataError, match="--binarization none"):
         BINARIZATIONS["dynamic"].fixed(torch.tensor([[2.0, -1.0]]))
 
 
@@ -81,7 +83,7 @@ def test_fashion_mnist_loads_idx_files_from_each_place(tmp_path, layout):
     data = load_dataset("fashion-mnist", data_dir=data_dir, system_dir=system_dir, download=False)
     assert data.train_x.shape == (30, 784) and data.test_x.shape == (10, 784)
     assert data.image_shape == (28, 28)
-    assert torch.equal(data.train_y, torch.arange(30) % 10)
+    assert torch.equal(data.train_labels, torch.arange(30) % 10)
     assert 0 <= data.train_x.min() and data.train_x.max() <= 1
     assert (data_dir / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
 
@@ -89,7 +91,7 @@ def test_fashion_mnist_loads_idx_files_from_each_place(tmp_path, layout):
 def test_mnist_loads_a_local_copy(tmp_path):
     write_fake_mnist(tmp_path / "MNIST" / "raw", compress=True, n_train=20, n_test=5)
     data = load_dataset("mnist", data_dir=tmp_path, download=False)
-    assert data.train_x.shape == (20, 784) and data.test_y.tolist() == [0, 1, 2, 3, 4]
+    assert data.train_x.shape == (20, 784) and data.test_labels.tolist() == [0, 1, 2, 3, 4]
 
 
 def test_fashion_mnist_not_found_names_all_three_ways(tmp_path):

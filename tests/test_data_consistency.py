@@ -15,8 +15,8 @@ def _data(**changes):
     parts = {
         "train_x": torch.rand(20, 4),
         "test_x": torch.rand(6, 4),
-        "train_y": torch.arange(20) % 3,
-        "test_y": torch.arange(6) % 3,
+        "train_labels": torch.arange(20) % 3,
+        "test_labels": torch.arange(6) % 3,
     }
     return {**parts, **changes}
 
@@ -24,14 +24,14 @@ def _data(**changes):
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"train_y": torch.arange(19) % 3}, "19 training labels for 20 training datapoints"),
-        ({"test_y": torch.arange(7) % 3}, "7 test labels for 6 test datapoints"),
-        ({"train_y": (torch.arange(20) % 3) - 1}, "training labels run from -1 to 1"),
-        ({"test_y": torch.tensor([0, 1, 2, 0, 1, 3])}, "test labels run from 0 to 3"),
-        ({"train_y": torch.tensor([0, 1, 255] * 6 + [0, 1])}, "lack class(es) 2, 3, 4, 5, 6"),
-        ({"train_y": torch.arange(20) % 2}, "test labels run from 0 to 2"),
-        ({"test_y": None}, "labels for one split only"),
-        ({"train_y": torch.rand(20)}, "must be a 1-D integer tensor"),
+        ({"train_labels": torch.arange(19) % 3}, "19 training labels for 20 training datapoints"),
+        ({"test_labels": torch.arange(7) % 3}, "7 test labels for 6 test datapoints"),
+        ({"train_labels": (torch.arange(20) % 3) - 1}, "training labels run from -1 to 1"),
+        ({"test_labels": torch.tensor([0, 1, 2, 0, 1, 3])}, "test labels run from 0 to 3"),
+        ({"train_labels": torch.tensor([0, 1, 255] * 6 + [0, 1])}, "lack class(es) 2, 3, 4, 5, 6"),
+        ({"train_labels": torch.arange(20) % 2}, "test labels run from 0 to 2"),
+        ({"test_labels": None}, "labels for one split only"),
+        ({"train_labels": torch.rand(20)}, "must be a 1-D integer tensor"),
         ({"test_x": torch.rand(6, 5)}, "training data have 4 features per datapoint, test data 5"),
         ({"test_x": torch.full((6, 4), float("nan"))}, "test data contain NaN"),
         ({"train_x": torch.rand(0, 4)}, "training data are empty"),
@@ -45,9 +45,9 @@ def test_inconsistent_arrays_are_refused_when_the_data_set_is_made(changes, mess
 def test_declared_classes_bound_the_labels_and_test_classes_must_be_seen_in_training():
     with pytest.raises(DataError, match="training labels run from 0 to 2; they must lie in 0..1"):
         Dataset("toy", **_data(), num_classes=2)
-    train_y = torch.tensor([0, 1, 3] * 6 + [0, 1])
+    train_labels = torch.tensor([0, 1, 3] * 6 + [0, 1])
     with pytest.raises(DataError, match="test labels 2 are classes the training data do not"):
-        Dataset("toy", **_data(train_y=train_y), num_classes=4)
+        Dataset("toy", **_data(train_labels=train_labels), num_classes=4)
     assert Dataset("toy", **_data(), num_classes=10).num_classes == 10
     assert Dataset("toy", **_data()).num_classes == 3
 

@@ -52,7 +52,7 @@ def runs(tmp_path_factory):
     for name, extra in (
         ("a", []),
         ("b", ["--seed", "1"]),
-        ("p", ["--dataset", "ppca", "--binarize", "none", "--likelihood", "normal"]),
+        ("p", ["--dataset", "ppca", "--binarization", "none", "--likelihood", "normal"]),
     ):
         assert main(["train", *TINY, *extra, "--out", str(root / name)]) == 0
     return root
@@ -77,7 +77,7 @@ def test_diagnose_writes_every_output(runs, capsys):
     assert "k-hat > 0.7" in captured.out and "active units" in captured.out
     assert {p.name for p in out.iterdir()} == OUTPUTS
     report = json.loads((out / "diagnostics.json").read_text())
-    assert report["importance"]["num_samples"] == 200
+    assert report["importance"]["is_samples"] == 200
     assert len(report["importance"]["per_image"]["khat"]) == 30
     assert sum(report["importance"]["khat_shares"].values()) == pytest.approx(1.0)
     assert report["collapse"]["latent_dim"] == 2

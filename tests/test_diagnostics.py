@@ -43,14 +43,14 @@ def exact_vae(ppca, **spoil):
 
 def test_khat_is_small_for_good_guides_and_large_for_a_poor_one(ppca):
     x = ppca.test_x.double()
-    exact = importance_diagnostics(exact_vae(ppca), x, num_samples=500)
+    exact = importance_diagnostics(exact_vae(ppca), x, is_samples=500)
     # q = p(z|x): every weight equals p(x), there is no tail at all.
     assert torch.isneginf(exact.khat).all()
     assert exact.khat_shares()["good (< 0.5)"] == 1.0
-    wide = importance_diagnostics(exact_vae(ppca, scale_factor=1.3), x, num_samples=500)
+    wide = importance_diagnostics(exact_vae(ppca, scale_factor=1.3), x, is_samples=500)
     # A proposal wider than the posterior has bounded weights: k-hat < 0.5 for every image.
     assert (wide.khat < 0.5).all(), wide.khat.max()
-    narrow = importance_diagnostics(exact_vae(ppca, scale_factor=0.4), x, num_samples=500)
+    narrow = importance_diagnostics(exact_vae(ppca, scale_factor=0.4), x, is_samples=500)
     # Too narrow a proposal: heavy-tailed weights, IS unreliable for most images.
     assert narrow.khat_shares()["bad (> 0.7)"] > 0.5, narrow.khat_shares()
     assert narrow.worst(3) == narrow.khat.argsort(descending=True)[:3].tolist()
@@ -61,7 +61,7 @@ def test_psis_estimate_matches_the_exact_marginal_likelihood(ppca):
     weight, mu, sigma = ppca_truth(ppca)
     x = ppca.test_x.double()
     exact = ppca_log_likelihood(x, weight, mu, sigma)
-    result = importance_diagnostics(exact_vae(ppca, scale_factor=1.3), x, num_samples=2000)
+    result = importance_diagnostics(exact_vae(ppca, scale_factor=1.3), x, is_samples=2000)
     # Good k-hat, so both estimates are within 0.01 nats of log p(x) on average.
     assert abs((result.log_likelihood - exact).mean()) < 0.01
     assert abs((result.psis_log_likelihood - exact).mean()) < 0.01
@@ -70,17 +70,17 @@ def test_psis_estimate_matches_the_exact_marginal_likelihood(ppca):
 
 def test_khat_needs_enough_samples(ppca):
     with pytest.raises(ConfigError, match="at least 200"):
-        importance_diagnostics(exact_vae(ppca), ppca.test_x.double(), num_samples=5)
+        importance_diagnostics(exact_vae(ppca), ppca.test_x.double(), is_samples=5)
 
 
 def test_khat_is_finite_at_the_minimum_number_of_draws(ppca):
     # A proposal 30 % too wide: weights vary, so every image has a real tail to fit.
     x = ppca.test_x[:50].double()
     vae = exact_vae(ppca, scale_factor=1.3)
-    result = importance_diagnostics(vae, x, num_samples=MIN_IS_SAMPLES)
+    result = importance_diagnostics(vae, x, is_samples=MIN_IS_SAMPLES)
     assert torch.isfinite(result.khat).all(), result.khat
     # Why the minimum: at K = 20 the Pareto fit has 4 tail draws and gives k-hat = inf.
-    few = evaluate(vae, x, num_samples=20, keep_log_weights=True).log_weights
+    few = evaluate(vae, x, is_samples=20, keep_log_weights=True).log_weights
     assert torch.isinf(torch.as_tensor(arviz_bridge.pareto_smoothed(few)[1])).all()
 
 
@@ -136,7 +136,7 @@ def test_collapse_and_aggregate_posterior_for_every_prior(name):
     assert (collapse.kl_per_dim is not None) == factorised
     if factorised:
         # Per-dimension KLs add up to the whole KL (estimated independently by sampling).
-        given = evaluate(vae, x, labels, num_samples=4000, marginalize_labels=False)
+        given = evaluate(vae, x, labels, is_samples=4000, marginalize_labels=False)
         total = given.kl.mean()
         assert abs(collapse.kl_per_dim.sum() - total) < 0.05 + 0.02 * abs(total), (
             collapse.kl_per_dim,
@@ -167,12 +167,12 @@ def test_mutual_information_and_aggregate_posterior_of_exact_ppca(ppca):
 
 def test_amortization_gap_vanishes_for_the_exact_encoder(ppca):
     x = ppca.test_x.double()[:40]
-    exact = inference_gaps(exact_vae(ppca), x, steps=300, num_samples=500)
+    exact = inference_gaps(exact_vae(ppca), x, steps=300, is_samples=500)
     # pPCA's posterior is a diagonal Gaussian: both gaps are 0 up to optimisation noise.
     assert abs(exact.amortization.mean()) < 0.02, exact.summary()
     assert abs(exact.approximation.mean()) < 0.02, exact.summary()
     weak = inference_gaps(
-        exact_vae(ppca, scale_factor=0.5, loc_shift=0.3), x, steps=300, num_samples=500
+        exact_vae(ppca, scale_factor=0.5, loc_shift=0.3), x, steps=300, is_samples=500
     )
     # A spoilt encoder: q* recovers the posterior, the loss is all amortization.
     assert weak.amortization.mean() > 1.0, weak.summary()

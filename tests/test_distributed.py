@@ -17,7 +17,7 @@ PPCA_RUN = [
     "train",
     "--dataset",
     "ppca",
-    "--binarize",
+    "--binarization",
     "none",
     "--likelihood",
     "normal",

@@ -13,7 +13,7 @@ from pyro_vae.errors import ConfigError, UnknownNameError
 @pytest.fixture(scope="module")
 def digits():
     data = load_dataset("mnist5k")
-    return data.train_x[::8][:400], data.train_y[::8][:400]
+    return data.train_x[::8][:400], data.train_labels[::8][:400]
 
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))
@@ -22,7 +22,7 @@ def test_fit_lowers_the_loss(digits, objective, optimizer):
     x, _ = digits
     vae = build_vae(784, 4, (32,))
     config = SVIConfig(
-        objective=objective, optimizer=optimizer, num_particles=2, epochs=4, batch_size=50, lr=3e-3
+        objective=objective, optimizer=optimizer, particles=2, epochs=4, batch_size=50, lr=3e-3
     )
     result = fit(vae, x, config=config, binarization=BINARIZATIONS["dynamic"])
     assert result.epochs == 4 and len(result.epoch_seconds) == 4
@@ -82,16 +82,16 @@ def test_evaluation_bounds_are_ordered(digits):
     vae = build_vae(784, 4, (32,))
     fit(vae, x, config=SVIConfig(epochs=2, batch_size=50), binarization=BINARIZATIONS["dynamic"])
     xb = torch.bernoulli(x[:50], generator=torch.Generator().manual_seed(0))
-    result = evaluate(vae, xb, num_samples=200, batch_size=20, max_elements=20 * 784 * 30)
+    result = evaluate(vae, xb, is_samples=200, batch_size=20, max_elements=20 * 784 * 30)
     # Jensen: the importance-sampled log p(x) estimate lies above the ELBO for every image.
     assert (result.log_likelihood >= result.elbo).all()
     assert (result.kl > 0).all()
     assert torch.allclose(result.reconstruction - result.kl, result.elbo)
-    assert set(result.summary()) >= {"elbo", "nll", "kl", "reconstruction", "num_samples"}
+    assert set(result.summary()) >= {"elbo", "nll", "kl", "reconstruction", "is_samples"}
 
 
 @pytest.mark.parametrize(
-    "num_data, num_samples, batch_size, expected",
+    "num_data, is_samples, batch_size, expected",
     [
         (1000, 5000, None, (2, 5000)),  # 2**23 // (784 * 5000) datapoints with every draw
         (1000, 20000, None, (1, 10699)),  # K over the cap: one datapoint, particle chunks
@@ -101,12 +101,12 @@ def test_evaluation_bounds_are_ordered(digits):
     ],
 )
 def test_chunks_keep_all_draws_of_few_datapoints_together(
-    num_data, num_samples, batch_size, expected
+    num_data, is_samples, batch_size, expected
 ):
-    shape = chunk_shape(num_data, 784, num_samples, batch_size, max_elements=2**23)
+    shape = chunk_shape(num_data, 784, is_samples, batch_size, max_elements=2**23)
     assert shape == expected
     assert shape[0] * shape[1] * 784 <= 2**23
-    images, particles = chunk_shape(num_data, 784, num_samples, batch_size)  # the default cap
+    images, particles = chunk_shape(num_data, 784, is_samples, batch_size)  # the default cap
     assert images * particles * 784 <= MAX_ELEMENTS
 
 
@@ -119,7 +119,7 @@ def test_chunks_keep_all_draws_of_few_datapoints_together(
         ({"lr": float("nan")}, "lr must be a positive"),
         ({"batch_size": -5}, "batch_size must be a positive integer"),
         ({"epochs": 2.5}, "epochs must be a positive integer"),
-        ({"num_particles": 0}, "num_particles"),
+        ({"particles": 0}, "particles"),
         ({"beta": -1.0}, "beta must be a positive"),
         ({"beta": 0.0}, "beta must be a positive"),
         ({"warmup_epochs": -1}, "warmup_epochs"),

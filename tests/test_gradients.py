@@ -30,7 +30,7 @@ def ppca_vae(small_ppca, spoil: bool):
 
 
 def objective(name: str, gradient: str, k: int = 1):
-    return SVIConfig(objective=name, gradient=gradient, num_particles=k).build_objective()
+    return SVIConfig(objective=name, gradient=gradient, particles=k).build_objective()
 
 
 def loss_and_grads(vae, elbo, x, seed):

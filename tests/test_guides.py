@@ -74,12 +74,12 @@ def test_every_family_trains_with_every_objective_and_is_evaluated(guide, object
     vae = small_vae(guide)
     x = binary_data()
     before = [p.detach().clone() for p in vae.encoder.parameters()]
-    svi = SVIConfig(objective=objective, num_particles=3, batch_size=20, epochs=2, lr=0.01)
+    svi = SVIConfig(objective=objective, particles=3, batch_size=20, epochs=2, lr=0.01)
     history = fit(vae, x, config=svi)
     assert all(math.isfinite(v) for v in history.losses)
     moved = [not torch.equal(a, b) for a, b in zip(before, vae.encoder.parameters(), strict=True)]
     assert all(moved), "every encoder tensor gets a gradient"
-    result = evaluate(vae, x[:5], num_samples=4)
+    result = evaluate(vae, x[:5], is_samples=4)
     assert torch.isfinite(result.log_likelihood).all()
     assert (result.log_likelihood >= result.elbo - 1e-4).all()
 
@@ -89,7 +89,7 @@ def test_moments_are_the_mean_and_sd_of_the_draws(guide):
     vae = perturbed(small_vae(guide, latent_dim=3))
     with torch.no_grad():
         q = vae.posterior(binary_data(4))
-        mean, sd = moments(q, num_samples=20000)
+        mean, sd = moments(q, draws=20000)
         draws = q.sample((20000,))
     assert_close(mean, draws.mean(0), atol=0.05)
     assert_close(sd, draws.std(0), atol=0.05)
@@ -118,7 +118,7 @@ def test_gradient_estimators_follow_what_each_family_declares():
     for guide, family in GUIDES.items():
         for gradient, objective in (("stl", "elbo"), ("dreg", "iwae")):
             svi = SVIConfig(
-                objective=objective, gradient=gradient, num_particles=2, epochs=1, batch_size=10
+                objective=objective, gradient=gradient, particles=2, epochs=1, batch_size=10
             )
             vae, x = small_vae(guide), binary_data(20)
             if family.path_gradient:
@@ -174,7 +174,7 @@ def test_full_rank_family_holds_the_exact_ppca_posterior(ppca):
         vae.encoder.below_diagonal.weight.zero_()
         vae.encoder.below_diagonal.bias.copy_(tril[1, 0])
     x = ppca.test_x[:50].double()
-    result = evaluate(vae, x, num_samples=100, keep_log_weights=True)
+    result = evaluate(vae, x, is_samples=100, keep_log_weights=True)
     exact = ppca_log_likelihood(x, weight, mu, sigma)
     assert_close(result.log_weights, exact[:, None].expand(-1, 100), atol=1e-8)
     assert_close(result.elbo, exact, atol=1e-8)
@@ -193,11 +193,11 @@ def test_full_rank_guide_reaches_the_exact_ppca_posterior_and_the_diagonal_canno
     for guide in ("full-rank", "diagonal"):
         pyro.set_rng_seed(0)
         vae = ppca_vae(guide, weight, mu, sigma)
-        fit(vae, x, config=SVIConfig(batch_size=500, epochs=300, lr=0.01, num_particles=8))
-        gaps = inference_gaps(vae, test, steps=300, num_samples=2000)
+        fit(vae, x, config=SVIConfig(batch_size=500, epochs=300, lr=0.01, particles=8))
+        gaps = inference_gaps(vae, test, steps=300, is_samples=2000)
         approximation[guide] = gaps.approximation.mean().item()
         if guide == "full-rank":
-            result = evaluate(vae, test, num_samples=2000, keep_log_weights=True)
+            result = evaluate(vae, test, is_samples=2000, keep_log_weights=True)
             assert (pareto_diagnostics(result).khat < 0.5).all()
     assert abs(approximation["full-rank"]) < 0.01, approximation
     assert approximation["diagonal"] > 0.05, approximation
@@ -227,9 +227,9 @@ def test_semi_amortized_refinement_raises_each_elbo_and_trains_through_the_steps
     x = binary_data(60)
     vae = build_vae(12, 2, (10,), guide="semi-amortized", guide_options={"steps": 0})
     fit(vae, x, config=SVIConfig(batch_size=20, epochs=3, lr=0.01))
-    amortized = evaluate(vae, x, num_samples=2000).elbo
+    amortized = evaluate(vae, x, is_samples=2000).elbo
     vae.encoder.steps, vae.encoder.particles = 20, 8
-    refined = evaluate(vae, x, num_samples=2000).elbo
+    refined = evaluate(vae, x, is_samples=2000).elbo
     assert refined.mean() > amortized.mean() + 0.03
     # with gradients on, the steps stay in the graph: the encoder's gradient passes through them
     vae.encoder.steps = 2
@@ -249,7 +249,7 @@ def test_q_star_of_every_family_starts_at_its_guide_and_improves_on_it(guide):
     pyro.set_rng_seed(1)
     vae = perturbed(small_vae(guide))
     x = binary_data(10)
-    local, losses = fit_local_posteriors(vae, x, steps=60, lr=0.05, num_particles=4)
+    local, losses = fit_local_posteriors(vae, x, steps=60, lr=0.05, particles=4)
     assert len(local.local) == len(vae.encoder.local(x))
     assert losses[-1] < losses[0]
 

@@ -51,7 +51,7 @@ def test_log_likelihood_is_the_marginal_over_classes(labelled):
         x = vae.model(None, labels)  # one image drawn from each label's p(x|y) params
         x = x + NOISE * torch.randn_like(x)
         exact = exact_log_p_given_class(vae, x)
-    scores = evaluate(vae, x, labels if labelled else None, num_samples=400_000)
+    scores = evaluate(vae, x, labels if labelled else None, is_samples=400_000)
     marginal = torch.logsumexp(exact, dim=0) - math.log(CLASSES)  # uniform p(y), by hand
     # Tolerance: with K = 400,000 broad draws in 2-D the IS error is under 0.005 nats here.
     assert_close(scores.log_likelihood, marginal, atol=0.02)
@@ -75,7 +75,7 @@ def test_marginal_uses_the_same_draws_for_every_class():
     vae = linear_class_conditional_vae()
     x = torch.randn(3, 4, dtype=torch.float64)
     torch.manual_seed(7)
-    scores = evaluate(vae, x, torch.tensor([0, 1, 2]), num_samples=1, keep_log_weights=True)
+    scores = evaluate(vae, x, torch.tensor([0, 1, 2]), is_samples=1, keep_log_weights=True)
     torch.manual_seed(7)
     loc, scale = moments(vae.encoder(x))
     z = torch.distributions.Normal(loc, scale).sample()

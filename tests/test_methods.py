@@ -57,7 +57,7 @@ def test_every_method_fits_and_is_measured_the_same_way(name):
     assert result.history.epochs == 3
     assert all(torch.isfinite(torch.tensor(result.history.losses)))
     assert result.vae.weight_sites == ()  # a point decoder, whatever the method
-    measured = evaluate(result.vae, problem.x, num_samples=5)
+    measured = evaluate(result.vae, problem.x, is_samples=5)
     assert torch.isfinite(measured.log_likelihood).all()
     assert (measured.log_likelihood <= 0).all()  # Bernoulli: log p(x) <= 0
     encoderless = name in ("mle-pairs", "map-pairs", "mle-prior-mc")
@@ -127,7 +127,7 @@ def test_nuts_matches_the_exact_ppca_posterior(small_ppca):
 @pytest.mark.parametrize(
     ("name", "options", "changes", "message"),
     [
-        ("map-pairs", {}, {"svi": SVIConfig(num_particles=5)}, "particles .*make no sense"),
+        ("map-pairs", {}, {"svi": SVIConfig(particles=5)}, "particles .*make no sense"),
         ("mle-pairs", {}, {"weight_prior": "normal"}, "its weight prior is flat"),
         ("bayes-decoder", {}, {"weight_prior": "flat"}, "proper weight prior"),
         ("mle-prior-mc", {}, {"model": ModelSpec(prior="mog")}, "never fits it"),

@@ -70,7 +70,7 @@ def test_every_likelihood_and_objective_gives_finite_gradients(likelihood, objec
     vae = build_vae(12, 3, (8,), likelihood=likelihood)
     x = good()
     vae.likelihood.check_data(x)
-    loss = OBJECTIVES[objective](num_particles=2).differentiable_loss(
+    loss = OBJECTIVES[objective](particles=2).differentiable_loss(
         vae.model, vae.guide, x, num_data=60
     )
     loss.backward()
@@ -203,7 +203,7 @@ def test_minibatch_elbo_estimates_are_unbiased_for_the_full_data_elbo():
 def test_minibatch_estimate_is_unbiased_under_monte_carlo_noise():
     vae = build_vae(10, 2, (6,))
     x = torch.bernoulli(torch.rand(60, 10))
-    elbo = OBJECTIVES["elbo"](num_particles=200)
+    elbo = OBJECTIVES["elbo"](particles=200)
     full = torch.stack([elbo.differentiable_loss(vae.model, vae.guide, x) for _ in range(5)]).mean()
     estimates = []
     for _ in range(100):

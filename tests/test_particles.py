@@ -95,7 +95,7 @@ def tiny_problem(weight_prior):
     return Problem(
         x,
         model=ModelSpec(latent_dim=2, hidden=(8,), likelihood="normal"),
-        svi=SVIConfig(batch_size=20, epochs=2, num_particles=4),
+        svi=SVIConfig(batch_size=20, epochs=2, particles=4),
         weight_prior=weight_prior,
         proposal_epochs=1,
     )

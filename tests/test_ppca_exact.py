@@ -18,11 +18,11 @@ def test_elbo_at_exact_posterior_equals_log_likelihood(ppca):
     vae = set_exact_posterior(linear_vae(8, 2), weight, mu, sigma)
     x = ppca.test_x.double()
     exact = ppca_log_likelihood(x, weight, mu, sigma)
-    result = evaluate(vae, x, num_samples=3)
+    result = evaluate(vae, x, is_samples=3)
     # With q = p(z|x) every importance weight equals p(x): the bound is tight for each draw.
     assert_close(result.elbo, exact, atol=1e-9, msg="ELBO at exact posterior")
     assert_close(result.log_likelihood, exact, atol=1e-9, msg="IS at exact posterior")
-    weights = log_importance_weights(vae, x, num_samples=7, max_elements=50)
+    weights = log_importance_weights(vae, x, is_samples=7, max_elements=50)
     assert_close(weights, exact[:, None].expand(-1, 7), atol=1e-9, msg="chunked log weights")
 
 
@@ -32,7 +32,7 @@ def test_importance_sampling_converges_to_log_likelihood(ppca):
     x = ppca.test_x.double()
     exact = ppca_log_likelihood(x, weight, mu, sigma)
     errors = {
-        k: (evaluate(vae, x, num_samples=k).log_likelihood - exact).mean().item()
+        k: (evaluate(vae, x, is_samples=k).log_likelihood - exact).mean().item()
         for k in (1, 10, 100, 5000)
     }
     # The spoilt guide leaves a gap of about 3 nats at K=1; the IS bias shrinks like O(1/K).
@@ -54,7 +54,7 @@ def test_linear_vae_reaches_the_ppca_maximum(ppca, jit):
     assert abs(reached - best) < 0.02, (reached, best)
     # At the optimum the linear VAE's bound is tight (Lucas et al. 2019). The last few
     # hundredths close slowly (W's rotation towards orthogonal columns); 0.1 nats is stated.
-    elbo = evaluate(vae, ppca.train_x, num_samples=200).elbo.mean().item()
+    elbo = evaluate(vae, ppca.train_x, is_samples=200).elbo.mean().item()
     assert elbo <= reached
     assert reached - elbo < 0.1, (elbo, reached)
     assert abs(-result.losses[-1] - elbo) < 0.05

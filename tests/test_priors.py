@@ -51,7 +51,7 @@ def test_learnable_parameters_reach_the_optimiser_with_gradients(name):
         6, 2, (8,), prior=name, prior_options=SMALL_PRIOR_OPTIONS.get(name), data=x, num_classes=4
     )
     own = dict(vae.prior.named_parameters())
-    loss = OBJECTIVES["elbo"](num_particles=4).differentiable_loss(
+    loss = OBJECTIVES["elbo"](particles=4).differentiable_loss(
         vae.model, vae.guide, x, torch.arange(8) % 4
     )
     loss.backward()
@@ -64,7 +64,7 @@ def test_learnable_parameters_reach_the_optimiser_with_gradients(name):
 @pytest.fixture(scope="module")
 def digits():
     data = load_dataset("mnist5k")
-    return data.train_x[::10][:300], data.train_y[::10][:300]
+    return data.train_x[::10][:300], data.train_labels[::10][:300]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -184,7 +184,7 @@ def test_cli_takes_prior_options_and_refuses_unlabelled_class_conditional(capsys
             *tiny,
             "--dataset",
             "ppca",
-            "--binarize",
+            "--binarization",
             "none",
             "--likelihood",
             "normal",

@@ -70,7 +70,7 @@ def test_a_step_that_cannot_fit_is_refused_before_it_is_taken():
 
     x = torch.rand(100, 784)
     vae = build_vae(784, 2, (8,))
-    config = SVIConfig(batch_size=100, num_particles=10**6, epochs=1)
+    config = SVIConfig(batch_size=100, particles=10**6, epochs=1)
     with pytest.raises(ConfigError, match="particles of each of 100 datapoints would need"):
         fit(vae, x, config=config)
 

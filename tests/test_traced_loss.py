@@ -130,9 +130,9 @@ def test_recorded_evaluation_equals_eager_for_every_prior(prior, recorded):
     )
     # jit: 3 datapoints and 7 particles per chunk, so ragged last chunks of both kinds get
     # traced too; compile: one chunk shape (each shape costs seconds of compiling), 10 x 3 chunks
-    settings = {"num_samples": 30, "batch_size": 3, "max_elements": 3 * 6 * 7}
+    settings = {"is_samples": 30, "batch_size": 3, "max_elements": 3 * 6 * 7}
     if recorded == "compile":
-        settings = {"num_samples": 30, "batch_size": 4, "max_elements": 4 * 6 * 10}
+        settings = {"is_samples": 30, "batch_size": 4, "max_elements": 4 * 6 * 10}
     if (prior, recorded) == ("flow", "compile"):
         with pytest.raises(ConfigError, match="cannot be captured for compile=True"):
             evaluate(vae, x, labels, compile=True, **settings)
@@ -150,7 +150,7 @@ def test_recorded_evaluation_equals_eager_for_every_prior(prior, recorded):
 def test_recorded_evaluation_draws_afresh_for_each_chunk(recorded):
     x = torch.bernoulli(torch.full((4, 6), 0.4))
     vae = build_vae(6, 2, (8,))
-    settings = {"num_samples": 12, "max_elements": 4 * 6 * 5, recorded: True}
+    settings = {"is_samples": 12, "max_elements": 4 * 6 * 5, recorded: True}
     kept = log_importance_weights(vae, x, **settings)
     # chunks of 5, 5 and 2 particles: two replay one recording, the ragged last one another;
     # every weight is a new draw

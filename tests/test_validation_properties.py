@@ -112,7 +112,7 @@ def test_train_config_rates(field, value):
             ("likelihood", LIKELIHOODS),
             ("weight_prior", WEIGHT_PRIORS),
             ("objective", None),
-            ("binarize", None),
+            ("binarization", None),
         ]
     ),
     st.text(max_size=12),
