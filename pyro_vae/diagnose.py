@@ -34,7 +34,7 @@ class DiagnoseConfig:
     num_test: int = option(1000, "test images used (spread evenly over the test set)")
     is_samples: int = option(1000, "K, importance samples per image for log p(x) and k-hat")
     gap_images: int = option(100, "images for the amortization gap (0 skips it)")
-    gap_steps: int = option(500, "Adam steps of the per-image Gaussian q*")
+    gap_steps: int = option(500, "Adam steps of the per-image q* (the guide's own family)")
     nuts_images: int = option(4, "images for NUTS against q(z|x) (0 skips it)")
     nuts_chains: int = option(4, "NUTS chains (run one after another)")
     nuts_draws: int = option(200, "NUTS draws kept per chain")

@@ -157,3 +157,19 @@ def test_quality_scoring_stopped_part_way_continues_with_the_same_numbers(tmp_pa
     reseeded = json.loads((folder / "nll-K5-images.json").read_text())
     assert reseeded["seed"] == 1 and len(reseeded["log_likelihood"]) == 1000
     assert reseeded["log_likelihood"][:400] != pytest.approx(stopped["log_likelihood"], abs=0.4)
+
+
+def test_guides_trains_and_diagnoses_each_cell(tmp_path):
+    out = tmp_path / "guides.json"
+    run_script("guides.py", "--cells", "diagonal:reparam", "iaf:reparam", "--epochs", "1",
+               "--hidden", "16", "--latent-dim", "2", "--is-samples", "200", "--num-test", "20",
+               "--gap-images", "2", "--gap-steps", "2", "--out", str(tmp_path / "runs"),
+               "--json", str(out))  # fmt: skip
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["guide"], r["gradient"]) for r in rows] == [
+        ("diagonal", "reparam"),
+        ("iaf", "reparam"),
+    ]
+    for row in rows:
+        assert row["test_log_likelihood"] >= row["test_elbo"] - 1.0
+        assert 0 <= row["khat_bad_share"] <= 1 and row["seconds_per_epoch"] > 0
