@@ -88,7 +88,7 @@ def _refused(capsys, tmp_path, *args):
     "args, message",
     [
         (["--dataset", "cifar"], "fashion-mnist, mnist, mnist5k, ppca"),
-        (["--likelihood", "poisson"], "bernoulli, continuous-bernoulli, laplace, normal"),
+        (["--likelihood", "poisson"], "continuous-bernoulli, discretized-logistic, laplace"),
         (["--objective", "kl"], "elbo, elbo-analytic-kl"),
         (["--binarization", "maybe"], "dynamic, none, threshold"),
         (["--prior", "flat"], "standard-normal"),

@@ -23,6 +23,10 @@ DATA_FOR = {  # data each likelihood accepts, and data it must refuse
         lambda: torch.full((6, 12), 0.3),
     ),
     "continuous-bernoulli": (lambda: torch.rand(6, 12), lambda: torch.full((6, 12), 1.5)),
+    "discretized-logistic": (
+        lambda: torch.randint(0, 256, (6, 12)) / 255.0,
+        lambda: torch.full((6, 12), 0.5),  # between two of the 256 levels
+    ),
     "normal": (lambda: torch.randn(6, 12), lambda: torch.full((6, 12), float("nan"))),
     "laplace": (lambda: torch.randn(6, 12), lambda: torch.full((6, 12), float("inf"))),
 }
@@ -132,6 +136,14 @@ def test_likelihood_log_prob_matches_torch(likelihood):
     good, _ = DATA_FOR[likelihood]
     x, params = good(), torch.randn(6, 12)
     lik = LIKELIHOODS.build(likelihood, 12)
+    if likelihood == "discretized-logistic":  # against the CDF at the bin edges, in float64
+        y, loc = 2 * x.double() - 1, params.double()
+        upper = torch.sigmoid((y + 1 / 255 - loc) / 0.2)
+        lower = torch.sigmoid((y - 1 / 255 - loc) / 0.2)
+        upper, lower = upper.where(x < 1, 1.0), lower.where(x > 0, 0.0)
+        expected = (upper - lower).log().sum(-1).float()
+        assert_close(lik(params).log_prob(x), expected, atol=1e-3)
+        return
     reference = {
         "bernoulli": lambda: torch.distributions.Bernoulli(logits=params),
         "continuous-bernoulli": lambda: torch.distributions.ContinuousBernoulli(logits=params),
@@ -169,7 +181,10 @@ def test_binary_bernoulli_validates_values_by_the_global_switch_but_never_its_lo
 
 
 def test_registries_list_the_valid_names():
-    with pytest.raises(UnknownNameError, match="bernoulli, continuous-bernoulli, laplace, normal"):
+    with pytest.raises(
+        UnknownNameError,
+        match="bernoulli, continuous-bernoulli, discretized-logistic, laplace, normal",
+    ):
         LIKELIHOODS["gaussian"]
     with pytest.raises(UnknownNameError, match="standard-normal"):
         build_vae(4, 2, prior="flat")
