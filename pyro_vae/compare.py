@@ -175,6 +175,7 @@ def _problem(config: CompareConfig, cell: tuple[str, str, int], run: RunData) ->
         run.train_x,
         run.train_labels,
         base.model_spec(
+            image_shape=run.data.image_shape,
             guide=guide,
             guide_options=config.guide_options.get(guide, {}),
             prior=prior,
@@ -399,7 +400,7 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
     out = Path(out_dir)
     check_out_dir(out, resume=False, resumable=False)
     base = config.base
-    run = run_data(base.dataset, base.data_dir, base.binarization, base.device, config.num_test)
+    run = run_data(base, num_test=config.num_test)
     if base.is_samples >= MIN_IS_SAMPLES:  # every fit keeps its log weights for k-hat
         check_allocation(
             f"K = {base.is_samples} log weights for each of {len(run.test_x)} test images",

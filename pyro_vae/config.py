@@ -9,10 +9,10 @@ import torch
 
 from pyro_vae.inference import OBJECTIVES, SVIConfig
 from pyro_vae.inference.guide_checks import check_guide
-from pyro_vae.models import GUIDES, LAYERS, LIKELIHOODS, PRIORS, WEIGHT_PRIORS, ModelSpec
+from pyro_vae.models import GUIDES, LAYERS, LIKELIHOODS, NETWORKS, PRIORS, WEIGHT_PRIORS, ModelSpec
 from pyro_vae.models.weight_priors import check_point_estimate
 
-from .data import BINARIZATIONS, DATASETS
+from .data import BINARIZATIONS, DATASETS, check_dataset
 from .errors import ConfigError
 from .validate import nonnegative_float, nonnegative_int, positive_int
 
@@ -29,7 +29,18 @@ class TrainConfig:
     Field names are the CLI's option names (``latent_dim`` is ``--latent-dim``).
     """
 
-    dataset: str = option("mnist5k", "data set: " + ", ".join(sorted(DATASETS)))
+    dataset: str = option(
+        "mnist5k",
+        "data set: " + ", ".join(sorted(DATASETS)) + ", a .npz file (arrays train, test, "
+        "train_labels, test_labels) or a folder of images in class subfolders",
+    )
+    dataset_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "data set options as KEY=VALUE, e.g. image_size=32 test_per_class=20 (an "
+            "image folder), num_train=2000 (ppca)"
+        },
+    )
     data_dir: str | None = option(
         None, "folder with data files (default $PYRO_VAE_DATA or ~/.cache/pyro-vae)"
     )
@@ -40,6 +51,16 @@ class TrainConfig:
     hidden: tuple[int, ...] = option(
         (400,),
         "hidden layer widths of the encoder (the decoder mirrors them); 0 for a linear VAE",
+    )
+    network: str = option(
+        "mlp",
+        "encoder body and decoder: "
+        + ", ".join(NETWORKS)
+        + " (conv: strided convolutions for images; --hidden and --layer are the mlp's)",
+    )
+    network_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "network options as KEY=VALUE, e.g. channels=[32,64] width=256 (conv)"},
     )
     layer: str = option(
         "relu",
@@ -129,15 +150,24 @@ class TrainConfig:
         self.hidden = tuple(self.hidden)
         if self.hidden == (0,):
             self.hidden = ()
-        DATASETS[self.dataset]
+        if not isinstance(self.dataset_options, dict):
+            raise ConfigError(f"dataset_options must be a dict, not {self.dataset_options!r}")
+        check_dataset(self.dataset, self.dataset_options)
         BINARIZATIONS[self.binarization]
         LAYERS[self.layer]
         GUIDES[self.guide]
+        NETWORKS[self.network]
+        if self.network != "mlp" and (self.hidden != (400,) or self.layer != "relu"):
+            raise ConfigError(
+                f"--hidden and --layer shape the mlp network, not {self.network}; give its "
+                "options with --network-opt"
+            )
         LIKELIHOODS[self.likelihood]
         PRIORS[self.prior]
         if self.weight_prior != "flat":
             check_point_estimate(self.weight_prior, "train fits a point-estimate decoder")
         for name in (
+            "network_options",
             "guide_options",
             "prior_options",
             "likelihood_options",
@@ -146,6 +176,8 @@ class TrainConfig:
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"{name} must be a dict, not {getattr(self, name)!r}")
         GUIDES.check_options(self.guide, self.guide_options)
+        if self.network != "mlp":
+            NETWORKS.check_options(self.network, self.network_options)
         PRIORS.check_options(self.prior, self.prior_options)
         LIKELIHOODS.check_options(self.likelihood, self.likelihood_options)
         WEIGHT_PRIORS.check_options(self.weight_prior, self.weight_prior_options)
@@ -185,6 +217,8 @@ class TrainConfig:
                 "latent_dim",
                 "hidden",
                 "layer",
+                "network",
+                "network_options",
                 "guide",
                 "guide_options",
                 "prior",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, UnknownNameError
 from .folders import removed_if_failed
 from .registry import Registry
 
@@ -48,7 +48,7 @@ class Dataset:
     test_x: torch.Tensor
     train_labels: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
-    image_shape: tuple[int, int] | None = None
+    image_shape: tuple[int, ...] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     num_classes: int | None = None
 
@@ -61,6 +61,48 @@ class Dataset:
         else:
             self.num_classes = None
 
+    @classmethod
+    def from_arrays(
+        cls,
+        name: str,
+        train: Any,
+        test: Any,
+        train_labels: Any = None,
+        test_labels: Any = None,
+        *,
+        num_classes: int | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> Dataset:
+        """A data set from arrays (NumPy or torch) in one call.
+
+        Args:
+            name: What to call it in messages and results.
+            train: Training images ``(N, H, W)`` or ``(N, C, H, W)``, or features ``(N, D)``.
+                ``uint8`` images are scaled to [0, 1] (k / 255); floats are kept as they are.
+            test: Test data of the same shape per datapoint.
+            train_labels: Integer labels, one per training datapoint (optional).
+            test_labels: The same for the test data (give both or neither).
+            num_classes: Classes the labels come from (default: the largest label + 1).
+            info: Provenance recorded in ``metrics.json``.
+        """
+        train_x, shape = _as_rows(name, "training", train)
+        test_x, test_shape = _as_rows(name, "test", test)
+        if shape != test_shape:
+            raise DataError(
+                f"{name}: training datapoints have shape {shape or train_x.shape[1:]}, test "
+                f"datapoints {test_shape or test_x.shape[1:]}"
+            )
+        return cls(
+            name,
+            train_x,
+            test_x,
+            _as_labels(name, "training", train_labels),
+            _as_labels(name, "test", test_labels),
+            shape,
+            dict(info or {}),
+            num_classes=num_classes,
+        )
+
     @property
     def data_dim(self) -> int:
         return self.train_x.shape[1]
@@ -68,6 +110,39 @@ class Dataset:
     @property
     def has_labels(self) -> bool:
         return self.train_labels is not None
+
+
+def _as_rows(name: str, split: str, array: Any) -> tuple[torch.Tensor, tuple[int, ...] | None]:
+    """Flat float rows and the image shape (``None`` for features) of one split's array."""
+    x = torch.as_tensor(np.asarray(array)) if not isinstance(array, torch.Tensor) else array
+    if x.dim() not in (2, 3, 4):
+        raise DataError(
+            f"{name}: the {split} data must be (N, D) features or (N, H, W) / (N, C, H, W) "
+            f"images, not shape {tuple(x.shape)}"
+        )
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    elif x.dtype == torch.bool:
+        x = x.float()
+    elif x.is_floating_point():
+        x = x.float()
+    else:
+        raise DataError(
+            f"{name}: the {split} data are {x.dtype}; give uint8 images (0..255) or floats"
+        )
+    shape = tuple(x.shape[1:]) if x.dim() > 2 else None
+    if shape is not None and len(shape) == 3 and shape[0] == 1:
+        shape = shape[1:]  # one channel: a grey image
+    return x.reshape(len(x), -1), shape
+
+
+def _as_labels(name: str, split: str, labels: Any) -> torch.Tensor | None:
+    if labels is None:
+        return None
+    y = torch.as_tensor(np.asarray(labels)) if not isinstance(labels, torch.Tensor) else labels
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise DataError(f"{name}: the {split} labels must be integers, not {y.dtype}")
+    return y.long()
 
 
 def _check_images(data: Dataset) -> None:
@@ -127,14 +202,47 @@ def default_data_dir() -> Path:
 DATASETS: Registry[Callable[..., Dataset]] = Registry("data set", positional=1)
 
 
+def is_file_dataset(name: str) -> bool:
+    """Whether ``name`` is a path (a ``.npz`` file or an image folder), not a registered set."""
+    if name in DATASETS:
+        return False
+    return name.endswith(".npz") or "/" in name or Path(name).expanduser().is_dir()
+
+
+def check_dataset(name: str, options: dict[str, Any]) -> None:
+    """Refuse an unknown data set, a missing file or folder, or options its loader does not
+    take, before anything is loaded."""
+    if not is_file_dataset(name):
+        try:
+            DATASETS.check_options(name, options)
+        except UnknownNameError as err:
+            raise UnknownNameError(f"{err}; or give a .npz file or an image folder") from None
+        return
+    from .files import FILE_LOADERS
+
+    path = Path(name).expanduser()
+    if path.suffix == ".npz" and path.is_file():
+        if options:
+            raise ConfigError(f"a .npz data set takes no options, not {', '.join(sorted(options))}")
+        return
+    if not path.is_dir():
+        raise DataError(f"data set {name!r}: no such .npz file or image folder")
+    FILE_LOADERS.check_options("image folder", options)
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None, **options: Any) -> Dataset:
-    """Load the data set registered as ``name``.
+    """Load the data set registered as ``name``, or the one at a path.
 
     Args:
-        name: One of :data:`DATASETS` (``mnist5k``, ``fashion-mnist``, ``mnist``, ``ppca``).
+        name: One of :data:`DATASETS` (``mnist5k``, ``fashion-mnist``, ``mnist``, ``ppca``), or
+            a ``.npz`` file or image folder (see :mod:`pyro_vae.files`).
         data_dir: Folder to look in and cache into; it must exist if given.
         **options: Loader options (see each loader).
     """
+    if is_file_dataset(name):
+        from .files import file_dataset
+
+        return file_dataset(name, **options)
     DATASETS[name]  # unknown names fail first, listing the valid ones
     if data_dir is not None:
         data_dir = Path(data_dir).expanduser()
@@ -146,7 +254,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None, **options: Any) 
 # --------------------------------------------------------------------------- mnist5k
 
 
-def _stratified_split(y: torch.Tensor, test_per_class: int, seed: int) -> tuple[torch.Tensor, ...]:
+def stratified_split(y: torch.Tensor, test_per_class: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Train and test rows: ``test_per_class`` rows of each label drawn with ``seed`` for test,
+    the rest for training, each sorted."""
     gen = torch.Generator().manual_seed(seed)
     train, test = [], []
     for label in torch.unique(y):
@@ -171,7 +281,7 @@ def mnist5k(data_dir: Path | None = None) -> Dataset:
         raise DataError(f"cannot read the embedded mnist5k data at {path}: {err}") from None
     x = torch.from_numpy(table[:, :-1].astype(np.float32) / 255.0)
     y = torch.from_numpy(table[:, -1].astype(np.int64))
-    train, test = _stratified_split(y, test_per_class=100, seed=SPLIT_SEED)
+    train, test = stratified_split(y, test_per_class=100, seed=SPLIT_SEED)
     return Dataset(
         "mnist5k",
         x[train],

@@ -46,7 +46,10 @@ def save_image(images: torch.Tensor, path: str | Path, **kwargs: Any) -> None:
 
 
 def _as_images(x: torch.Tensor, image_shape: Sequence[int]) -> torch.Tensor:
-    return x.detach().float().cpu().clamp(0, 1).reshape(-1, 1, *image_shape)
+    """Flat rows as ``(N, C, H, W)`` images; ``image_shape`` is ``(H, W)`` (grey) or
+    ``(C, H, W)`` (colour)."""
+    shape = tuple(image_shape) if len(image_shape) == 3 else (1, *image_shape)
+    return x.detach().float().cpu().clamp(0, 1).reshape(-1, *shape)
 
 
 def save_reconstructions(

@@ -23,7 +23,7 @@ from typing import IO
 import torch
 
 from .checkpoint import latest_checkpoint
-from .config import check_device
+from .config import TrainConfig, check_device
 from .data import BINARIZATIONS, Binarization, Dataset, load_dataset
 from .errors import CheckpointError, ConfigError
 from .folders import missing_folders, remove_empty
@@ -55,17 +55,14 @@ class RunData:
 
 
 def run_data(
-    dataset: str,
-    data_dir: str | None,
-    binarization: str,
-    device: str | torch.device,
-    num_test: int | None = None,
+    config: TrainConfig, device: str | torch.device | None = None, num_test: int | None = None
 ) -> RunData:
-    """Load ``dataset`` onto ``device`` as a run models it; ``num_test`` keeps the first test
-    images only (before they are binarized)."""
+    """Load the run's data set onto ``device`` (default: the run's own) as the run models it;
+    ``num_test`` keeps the first test images only (before they are binarized)."""
+    device = device if device is not None else config.device
     device = check_device(str(device)) if isinstance(device, str) else device
-    data = load_dataset(dataset, data_dir)
-    chosen = BINARIZATIONS[binarization]
+    data = load_dataset(config.dataset, config.data_dir, **config.dataset_options)
+    chosen = BINARIZATIONS[config.binarization]
     test_x, test_labels = data.test_x[:num_test], data.test_labels
     train_x = data.train_x.to(device)
     return RunData(

@@ -20,22 +20,20 @@ from .checkpoint import latest_checkpoint, load_checkpoint, run_parts
 from .config import TrainConfig
 from .data import Dataset
 from .errors import CheckpointError, ConfigError
-from .run_folder import run_data
+from .run_folder import RunData, run_data
 
 
-def build_program(
-    config: TrainConfig, train_x: torch.Tensor, num_classes: int | None
-) -> tuple[VAE, Program]:
-    """The VAE ``config`` describes, and the program SVI fits.
+def build_program(config: TrainConfig, run: RunData) -> tuple[VAE, Program]:
+    """The VAE ``config`` describes for the data of ``run``, and the program SVI fits.
 
     With a weight prior other than ``flat`` the decoder weights are global sites and the
     program is :class:`~pyro_vae.inference.programs.PointWeights` (a point decoder maximising
     the ELBO plus log p(w)); otherwise it is the VAE itself (a point decoder maximising the
     ELBO: variational EM, not maximum likelihood).
     """
-    vae = config.model_spec().build(
-        train_x,
-        num_classes=num_classes,
+    vae = config.model_spec(image_shape=run.data.image_shape).build(
+        run.train_fixed,
+        num_classes=run.num_classes,
         weight_prior=None if config.weight_prior == "flat" else config.weight_prior,
         weight_prior_options=config.weight_prior_options,
     )
@@ -91,10 +89,10 @@ def load_run(folder: str | Path, *, device: str | None = None, data_dir: str | N
         config = TrainConfig.from_dict(saved)
     except ConfigError as err:
         raise CheckpointError(f"{path} holds a config this pyro-vae cannot read: {err}") from None
-    run = run_data(config.dataset, config.data_dir, config.binarization, config.device)
+    run = run_data(config)
     data, train_x, train_labels = run.data, run.train_fixed, run.train_labels
-    test_x, test_labels, num_classes = run.test_x, run.test_labels, run.num_classes
-    vae, program = build_program(config, train_x, num_classes)
+    test_x, test_labels = run.test_x, run.test_labels
+    vae, program = build_program(config, run)
     with torch.no_grad():  # create lazily built autoguide parameters before loading
         program.guide(train_x[:1], None if train_labels is None else train_labels[:1])
     try:

@@ -10,6 +10,7 @@ mid-epoch), the last ``keep_checkpoints`` tagged checkpoints ``checkpoint-e0005.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import time
@@ -121,10 +122,10 @@ def train(
     check_out_dir(out, resume)
     workers.barrier()  # every worker has checked the folder before the first one writes
     state = _resume_state(out, config.to_dict(), device) if resume else None
-    run = run_data(config.dataset, config.data_dir, config.binarization, device)
+    run = run_data(config, device)
     pyro.set_rng_seed(config.seed)  # the same initial model on every worker
     # A weight prior makes the decoder weights global sites; AutoDelta gives their MAP value.
-    vae, program = build_program(config, run.train_fixed, run.num_classes)
+    vae, program = build_program(config, run)
     _check_before_work(config, vae, program, run, state, workers, out)
     if workers.distributed:  # each worker draws its own z's
         torch.manual_seed(config.seed + 7919 * workers.rank)
@@ -267,9 +268,12 @@ def _evaluate(config: TrainConfig, vae: VAE, run: RunData) -> dict[str, Any]:
         vae, run.train_fixed, run.train_labels, is_samples=TRAIN_ELBO_SAMPLES, **speed
     )
     test_eval = evaluate(vae, run.test_x, run.test_labels, is_samples=config.is_samples, **speed)
+    test = test_eval.summary()
+    if vae.likelihood.discrete:  # -log p(x) is then a code length
+        test["bits_per_dim"] = test["nll"] / (run.data.data_dim * math.log(2))
     return {
         "train_elbo": train_eval.summary()["elbo"],
-        "test": test_eval.summary(),
+        "test": test,
         "label_classes": test_eval.label_classes,
         "seconds": time.perf_counter() - start,
     }
@@ -314,7 +318,12 @@ def _metrics(
     return {
         "units": "nats per datapoint",
         "dataset": config.dataset,
-        "data": {**run.data.info, "num_train": len(run.train_x), "num_test": len(run.test_x)},
+        "data": {
+            **run.data.info,
+            "num_train": len(run.train_x),
+            "num_test": len(run.test_x),
+            "image_shape": None if run.data.image_shape is None else list(run.data.image_shape),
+        },
         "binarization": {
             "mode": config.binarization,
             "test_seed": TEST_BINARIZATION_SEED if run.binarization.resample else None,

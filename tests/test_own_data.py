@@ -1,0 +1,169 @@
+"""The user's own data: arrays from Python, .npz files and image folders, checked like the
+built-in sets, and run through every command."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from common import run_cli
+
+from pyro_vae.cli import main
+from pyro_vae.data import Dataset, load_dataset
+from pyro_vae.errors import DataError
+
+
+def colour_images(n: int, seed: int = 0, size: int = 8) -> np.ndarray:
+    """Small 8-bit colour images of two kinds: a bright top half or a bright left half."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 60, size=(n, 3, size, size), dtype=np.uint8)
+    labels = np.arange(n) % 2
+    images[labels == 0, :, : size // 2, :] += 180
+    images[labels == 1, :, :, : size // 2] += 180
+    return images, labels
+
+
+def write_npz(path, n_train: int = 120, n_test: int = 30, size: int = 8, **extra):
+    train, train_labels = colour_images(n_train, 0, size)
+    test, test_labels = colour_images(n_test, 1, size)
+    arrays = dict(train=train, test=test, train_labels=train_labels, test_labels=test_labels)
+    np.savez(path, **{**arrays, **extra})
+    return path
+
+
+def write_image_folder(root, per_class: int = 10, size: int = 8, grey: bool = False):
+    from PIL import Image
+
+    images, labels = colour_images(2 * per_class, 2, size)
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        folder = root / ("top" if label == 0 else "left")
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = image.transpose(1, 2, 0)
+        picture = Image.fromarray(pixels[..., 0] if grey else pixels)
+        picture.save(folder / f"{i:03d}.png")
+    return root
+
+
+# ----------------------------------------------------------------------------- from Python
+
+
+def test_arrays_become_a_dataset_in_one_call():
+    train, train_labels = colour_images(20)
+    test, test_labels = colour_images(6, 1)
+    data = Dataset.from_arrays("mine", train, test, train_labels, test_labels)
+    assert data.image_shape == (3, 8, 8) and data.data_dim == 192 and data.num_classes == 2
+    assert torch.equal(data.train_x[0], torch.from_numpy(train[0]).float().flatten() / 255)
+    grey = Dataset.from_arrays("grey", train[:, 0], test[:, 0])
+    assert grey.image_shape == (8, 8) and not grey.has_labels
+    rng = np.random.default_rng(0)
+    features = Dataset.from_arrays("features", rng.random((5, 3)), rng.random((2, 3)))
+    assert features.image_shape is None and features.train_x.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"train": np.zeros((4, 3, 3), dtype=np.int16)}, "int16"),
+        ({"test": np.zeros((4, 3, 4), dtype=np.uint8)}, "training datapoints have shape"),
+        ({"train": np.zeros(4, dtype=np.uint8)}, "must be .N, D. features"),
+        ({"train_labels": np.zeros(4) + 0.5}, "labels must be integers"),
+        ({"test_labels": np.array([0, 5])}, "test labels run from 0 to 5"),
+        ({"train": np.full((4, 3, 3), np.nan)}, "NaN or infinite"),
+    ],
+)
+def test_inconsistent_arrays_are_refused(change, message):
+    arrays = {
+        "train": np.zeros((4, 3, 3), dtype=np.uint8),
+        "test": np.zeros((2, 3, 3), dtype=np.uint8),
+        "train_labels": np.array([0, 1, 2, 0]),
+        "test_labels": np.array([0, 1]),
+        **change,
+    }
+    with pytest.raises(DataError, match=message):
+        Dataset.from_arrays("mine", **arrays)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def test_an_npz_file_is_a_dataset_with_its_hash(tmp_path):
+    path = write_npz(tmp_path / "mine.npz")
+    data = load_dataset(str(path))
+    assert data.image_shape == (3, 8, 8) and len(data.train_x) == 120 and data.num_classes == 2
+    assert data.info["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert data.info["arrays"]["train"] == {"dtype": "uint8", "shape": [120, 3, 8, 8]}
+
+
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (lambda p: np.savez(p, train=np.zeros((3, 4))), "missing test"),
+        (lambda p: np.savez(p, train=np.zeros((3, 4)), test=np.zeros((2, 4)), x=np.ones(2)),
+         "unknown x"),
+        (lambda p: np.savez(p, train=np.array([{}], dtype=object), test=np.zeros((2, 4))),
+         "cannot read"),
+        (lambda p: p.write_bytes(b"not a zip"), "cannot read"),
+    ],
+)  # fmt: skip
+def test_bad_npz_files_are_one_line(tmp_path, capsys, write, message):
+    path = tmp_path / "bad.npz"
+    write(path)
+    code = main(["train", "--dataset", str(path), "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert message in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_image_folder_is_split_by_class_and_resized(tmp_path):
+    root = write_image_folder(tmp_path / "pictures", per_class=10)
+    data = load_dataset(str(root), image_size=4, test_per_class=3)
+    assert data.image_shape == (3, 4, 4) and data.num_classes == 2
+    assert len(data.test_x) == 6 and data.test_labels.bincount().tolist() == [3, 3]
+    again = load_dataset(str(root), image_size=4, test_per_class=3)
+    assert torch.equal(again.test_x, data.test_x)  # the split is deterministic
+    grey = load_dataset(str(write_image_folder(tmp_path / "grey", grey=True)))
+    assert grey.image_shape == (8, 8) and data.info["classes"] == ["left", "top"]
+
+
+def test_image_folder_options_are_checked_before_loading(tmp_path, capsys):
+    root = write_image_folder(tmp_path / "pictures")
+    for option, message in (("image_size=abc", "takes an integer"), ("colour=1", "does not take")):
+        code = main(["train", "--dataset", str(root), "--dataset-opt", option, "--quiet",
+                     "--out", str(tmp_path / "r")])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, err
+
+
+# ----------------------------------------------------------------------------- every command
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["npz", "folder"])
+def test_train_compare_and_diagnose_run_on_own_colour_data(tmp_path, kind):
+    data = (
+        write_npz(tmp_path / "mine.npz")
+        if kind == "npz"
+        else write_image_folder(tmp_path / "pictures", per_class=40)
+    )
+    model = ["--dataset", str(data), "--binarization", "none", "--likelihood",
+             "discretized-logistic", "--hidden", "32", "--latent-dim", "2",
+             "--batch-size", "20"]  # fmt: skip
+    run = tmp_path / "run"
+    done = run_cli("train", *model, "--epochs", "2", "--is-samples", "200", "--quiet",
+                   "--out", str(run))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["data"]["image_shape"] == [3, 8, 8]
+    assert metrics["test"]["bits_per_dim"] == pytest.approx(
+        -metrics["test"]["log_likelihood"] / (192 * np.log(2))
+    )
+    done = run_cli("diagnose", str(run), "--num-test", "10", "--is-samples", "200",
+                   "--gap-images", "2", "--gap-steps", "5", "--nuts-images", "1",
+                   "--nuts-draws", "10", "--nuts-warmup", "10", "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = run_cli("compare", "--preset", "quick", *model, "--epochs", "1", "--num-test", "10",
+                   "--is-samples", "5", "--quiet", "--out", str(tmp_path / "c"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "c" / "samples.png").exists()
