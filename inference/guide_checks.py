@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pyro_vae.models import GUIDES, VAE
+from pyro_vae.models import GUIDES, VAE, GuideFamily
 
 from pyro_vae.errors import ConfigError
 
@@ -22,19 +22,22 @@ def check_program_guide(program: Any, svi: SVIConfig) -> None:
     :class:`~pyro_vae.models.VAE`, or a program holding one as ``vae``."""
     vae = program if isinstance(program, VAE) else getattr(program, "vae", None)
     if isinstance(vae, VAE):
-        check_guide(vae.encoder.name, svi, point_decoder=not vae.weight_sites)
+        check_guide(type(vae.encoder), svi, point_decoder=not vae.weight_sites)
 
 
-def check_guide(guide: str, svi: SVIConfig, *, point_decoder: bool = True) -> None:
+def check_guide(
+    guide: str | type[GuideFamily], svi: SVIConfig, *, point_decoder: bool = True
+) -> None:
     """Refuse the family ``guide`` with settings it cannot take.
 
     Args:
-        guide: A name in :data:`~pyro_vae.models.guides.GUIDES`.
+        guide: A name in :data:`~pyro_vae.models.guides.GUIDES`, or a family's class.
         svi: The fit's settings (gradient estimator, ``jit``, ``compile``).
         point_decoder: Whether the decoder's weights are plain parameters while the guide
             runs (not sample sites under a weight prior).
     """
-    family = GUIDES[guide]
+    family = GUIDES[guide] if isinstance(guide, str) else guide
+    guide = family.name
     if svi.gradient != "reparam" and not family.path_gradient:
         raise ConfigError(
             f"gradient {svi.gradient} evaluates log q with q's parameters stopped, which the "

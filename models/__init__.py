@@ -1,23 +1,28 @@
 """Pyro programs: networks, priors, likelihoods, and the VAE model + guide."""
 
-from . import semi_amortized  # noqa: F401  (registers the semi-amortized guide)
-from .guides import GUIDES, GuideFamily, moments
+from . import (
+    conv,  # noqa: F401  (registers the conv network)
+    semi_amortized,  # noqa: F401  (registers the semi-amortized guide)
+)
+from .guides import GUIDES, EncoderGuide, GuideFamily, moments
 from .likelihoods import LIKELIHOODS, Likelihood
-from .networks import LAYERS, Decoder, Encoder
+from .networks import LAYERS, NETWORKS, Decoder, Networks
 from .priors import PRIORS, Prior, PriorContext
 from .vae import VAE, ModelSpec, build_vae, local_params
 from .weight_priors import WEIGHT_PRIORS, WeightPrior
 
 __all__ = [
     "GUIDES",
+    "EncoderGuide",
     "GuideFamily",
     "LAYERS",
+    "NETWORKS",
     "LIKELIHOODS",
     "PRIORS",
     "VAE",
     "WEIGHT_PRIORS",
     "Decoder",
-    "Encoder",
+    "Networks",
     "Likelihood",
     "ModelSpec",
     "Prior",

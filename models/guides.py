@@ -23,7 +23,7 @@ What a family can do is declared on its class; the objectives and methods read i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pyro.distributions as dist
@@ -36,24 +36,24 @@ from torch.nn.functional import softplus
 from pyro_vae.registry import Registry
 from pyro_vae.validate import nonnegative_int, positive_int
 
-from .networks import MIN_SCALE, Encoder
+from .networks import MIN_SCALE
 
 #: A guide family's parameters for one batch: unconstrained tensors, one row per datapoint.
 LocalParameters = tuple[torch.Tensor, ...]
 
 
-class GuideFamily(Encoder):
-    """Base of the amortized families: the MLP encoder of :class:`~.networks.Encoder` (its
-    ``loc`` and ``raw_scale`` heads give a diagonal Gaussian) plus what a family adds.
+class GuideFamily(nn.Module):
+    """Base of the amortized families: an encoder body (a :data:`~.networks.NETWORKS`
+    member's, or any module mapping ``(..., features)`` to ``(..., width)``) with two linear
+    heads, ``loc`` and ``raw_scale``, that give a diagonal Gaussian, plus what a family adds.
 
     Subclasses set ``name``, may add heads in ``__init__``, and override :meth:`local` and
     :meth:`distribution` together.
 
     Args:
-        data_dim: Features per datapoint.
+        body: The encoder body.
+        width: Its output size.
         latent_dim: Size of z.
-        hidden: Hidden widths, input side first.
-        layer: Hidden layer type, a name in :data:`~.networks.LAYERS`.
     """
 
     name: ClassVar[str] = "base"
@@ -65,10 +65,11 @@ class GuideFamily(Encoder):
     #: be traced by ``--jit`` / ``--compile``).
     reads_model: ClassVar[bool] = False
 
-    def __init__(
-        self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (400,), layer: str = "relu"
-    ) -> None:
-        super().__init__(data_dim, latent_dim, tuple(hidden), layer)
+    def __init__(self, body: nn.Module, width: int, latent_dim: int) -> None:
+        super().__init__()
+        self.body = body
+        self.loc = nn.Linear(width, latent_dim)
+        self.raw_scale = nn.Linear(width, latent_dim)
         self.latent_dim = latent_dim
 
     @staticmethod
@@ -109,7 +110,7 @@ class GuideFamily(Encoder):
         return self.distribution(*self.local(x))
 
 
-GUIDES: Registry[type[GuideFamily]] = Registry("guide", positional=4)
+GUIDES: Registry[type[GuideFamily]] = Registry("guide", positional=3)
 
 
 @GUIDES.register("diagonal")
@@ -132,11 +133,8 @@ class FullRankGaussian(GuideFamily):
     name = "full-rank"
     analytic_kl = False
 
-    def __init__(
-        self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (400,), layer: str = "relu"
-    ) -> None:
-        super().__init__(data_dim, latent_dim, hidden, layer)
-        width = self.loc.in_features
+    def __init__(self, body: nn.Module, width: int, latent_dim: int) -> None:
+        super().__init__(body, width, latent_dim)
         self.below_diagonal = nn.Linear(width, latent_dim * (latent_dim - 1) // 2)
         nn.init.zeros_(self.below_diagonal.weight)
         nn.init.zeros_(self.below_diagonal.bias)
@@ -183,10 +181,9 @@ class InverseAutoregressiveFlow(GuideFamily):
 
     def __init__(
         self,
-        data_dim: int,
+        body: nn.Module,
+        width: int,
         latent_dim: int,
-        hidden: Sequence[int] = (400,),
-        layer: str = "relu",
         steps: int = 2,
         context_dim: int = 20,
         flow_hidden: int = 60,
@@ -194,10 +191,10 @@ class InverseAutoregressiveFlow(GuideFamily):
         nonnegative_int("iaf steps", steps)
         positive_int("iaf context_dim", context_dim)
         positive_int("iaf flow_hidden", flow_hidden)
-        super().__init__(data_dim, latent_dim, hidden, layer)
+        super().__init__(body, width, latent_dim)
         self.steps = steps
         if steps:
-            self.context = nn.Linear(self.loc.in_features, context_dim)
+            self.context = nn.Linear(width, context_dim)
         forward_order = torch.arange(latent_dim)
         self.flows = nn.ModuleList(
             ConditionalAffineAutoregressive(
@@ -240,6 +237,31 @@ class InverseAutoregressiveFlow(GuideFamily):
             return base
         context = params[2]
         return dist.TransformedDistribution(base, [f.condition(context) for f in self.flows])
+
+
+class EncoderGuide(GuideFamily):
+    """The diagonal Gaussian family around any encoder module that returns ``(loc, scale)``
+    for ``x``: what :class:`~pyro_vae.models.VAE` makes of an encoder that is not a
+    :class:`GuideFamily`. Its local parameters are ``(loc, log scale)``.
+
+    Args:
+        network: Maps ``(batch, features)`` to ``loc`` and positive ``scale``, each
+            ``(batch, latent_dim)``.
+    """
+
+    name = "encoder"
+
+    def __init__(self, network: nn.Module) -> None:
+        nn.Module.__init__(self)
+        self.network = network
+
+    def local(self, x: torch.Tensor) -> LocalParameters:
+        loc, scale = self.network(x)
+        return loc, scale.log()
+
+    def distribution(self, *params: torch.Tensor) -> dist.TorchDistribution:
+        loc, log_scale = params
+        return dist.Normal(loc, log_scale.exp()).to_event(1)
 
 
 def moments(q: dist.TorchDistribution, draws: int = 256) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,19 +1,27 @@
-"""Plain PyTorch networks: the amortized encoder of q(z|x) and the decoder of p(x|z).
+"""Plain PyTorch networks, by name: the encoder's body (x to features, on which a guide
+family puts its heads, :mod:`.guides`) and the decoder (z to the likelihood's parameters).
 
 They know nothing about Pyro; :class:`~pyro_vae.models.vae.VAE` uses them inside its model and
-guide. With ``hidden=()`` both are single linear maps, which gives the linear-Gaussian VAE whose
-optimum is probabilistic PCA. Hidden layers come from :data:`LAYERS` by name: ``relu``, ``tanh``
-and ``softplus`` are ``Linear`` + activation; ``gated`` is the gated linear unit
-``(W x + b) * sigmoid(V x + c)`` of the VampPrior and Exemplar VAE papers' MLPs.
+guide. :data:`NETWORKS` holds the pairs:
+
+- ``mlp``: fully connected layers. With ``hidden=()`` both are single linear maps, which gives
+  the linear-Gaussian VAE whose optimum is probabilistic PCA. Hidden layers come from
+  :data:`LAYERS` by name: ``relu``, ``tanh`` and ``softplus`` are ``Linear`` + activation;
+  ``gated`` is the gated linear unit ``(W x + b) * sigmoid(V x + c)`` of the VampPrior and
+  Exemplar VAE papers' MLPs.
+- ``conv``: strided convolutions down to a fully connected layer, and the transposed path back
+  up, for ``(C, H, W)`` images (:mod:`.conv`).
+
+Data come in flat, ``(..., features)``, whatever the network; a convolutional one reshapes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.functional import softplus
 
 from pyro_vae.registry import Registry
 
@@ -63,34 +71,6 @@ def mlp(in_dim: int, hidden: Sequence[int], layer: str = "relu") -> nn.Sequentia
     return nn.Sequential(*layers)
 
 
-class Encoder(nn.Module):
-    """Maps data ``x`` of shape ``(..., data_dim)`` to the loc and scale of a diagonal Gaussian.
-
-    Args:
-        data_dim: Number of input features (784 for 28x28 images).
-        latent_dim: Size of z.
-        hidden: Hidden layer widths, input side first.
-        layer: Hidden layer type, a name in :data:`LAYERS`.
-    """
-
-    def __init__(
-        self,
-        data_dim: int,
-        latent_dim: int,
-        hidden: Sequence[int] = (400,),
-        layer: str = "relu",
-    ) -> None:
-        super().__init__()
-        self.body = mlp(data_dim, hidden, layer)
-        width = hidden[-1] if hidden else data_dim
-        self.loc = nn.Linear(width, latent_dim)
-        self.raw_scale = nn.Linear(width, latent_dim)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body(x)
-        return self.loc(h), softplus(self.raw_scale(h)) + MIN_SCALE
-
-
 class Decoder(nn.Module):
     """Maps ``z`` of shape ``(..., latent_dim)`` to the likelihood's parameter per feature.
 
@@ -117,3 +97,51 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.out(self.body(z))
+
+
+@dataclass
+class Networks:
+    """What a :data:`NETWORKS` member builds: the encoder's body mapping ``(..., features)``
+    to ``(..., width)``, and the decoder mapping ``(..., latent_dim)`` to ``(..., features)``."""
+
+    body: nn.Module
+    width: int
+    decoder: nn.Module
+
+
+#: Network name -> ``factory(data_dim, image_shape, latent_dim, **options)`` returning
+#: :class:`Networks`; ``image_shape`` is ``(H, W)``, ``(C, H, W)`` or ``None`` for features.
+NETWORKS: Registry[Callable[..., Networks]] = Registry("network", positional=3)
+
+
+def mlp_parameters(
+    data_dim: int, latent_dim: int, hidden: Sequence[int], gated: bool = False
+) -> int:
+    """How many numbers the MLP body and decoder hold (the guide's heads not counted; gated
+    layers have two weight matrices), counted before anything is allocated."""
+    per_layer = 2 if gated else 1
+
+    def body(widths: Sequence[int]) -> int:
+        return sum(per_layer * (a * b + b) for a, b in zip(widths, widths[1:], strict=False))
+
+    first = hidden[0] if hidden else latent_dim
+    decoder = body([latent_dim, *hidden[::-1]]) + first * data_dim + data_dim
+    return body([data_dim, *hidden]) + decoder
+
+
+@NETWORKS.register("mlp")
+def mlp_networks(
+    data_dim: int,
+    image_shape: Sequence[int] | None,
+    latent_dim: int,
+    hidden: Sequence[int] = (400,),
+    layer: str = "relu",
+) -> Networks:
+    """Fully connected: ``hidden`` widths on the encoder side, mirrored by the decoder."""
+    hidden = tuple(hidden)
+    LAYERS[layer]
+    return Networks(
+        mlp(data_dim, hidden, layer),
+        hidden[-1] if hidden else data_dim,
+        Decoder(latent_dim, data_dim, hidden[::-1], layer),
+    )

@@ -14,13 +14,14 @@ the steps still run, with gradients enabled locally and the result detached.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
+from torch import nn
 
 from pyro_vae.validate import nonnegative_int, positive_float, positive_int
 
@@ -43,10 +44,9 @@ class SemiAmortized(GuideFamily):
 
     def __init__(
         self,
-        data_dim: int,
+        body: nn.Module,
+        width: int,
         latent_dim: int,
-        hidden: Sequence[int] = (400,),
-        layer: str = "relu",
         steps: int = 5,
         lr: float = 0.1,
         max_norm: float = 10.0,
@@ -56,7 +56,7 @@ class SemiAmortized(GuideFamily):
         positive_float("semi-amortized lr", lr)
         positive_float("semi-amortized max_norm", max_norm)
         positive_int("semi-amortized particles", particles)
-        super().__init__(data_dim, latent_dim, hidden, layer)
+        super().__init__(body, width, latent_dim)
         self.steps, self.lr, self.max_norm, self.particles = steps, lr, max_norm, particles
 
     def fitted_local(

@@ -19,13 +19,14 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.nn import PyroModule, pyro_method
+from torch import nn
 
 from pyro_vae.errors import ConfigError
 from pyro_vae.validate import check_allocation
 
-from .guides import GUIDES, GuideFamily, moments
+from .guides import GUIDES, EncoderGuide, GuideFamily, moments
 from .likelihoods import LIKELIHOODS, Likelihood
-from .networks import Decoder
+from .networks import NETWORKS, mlp_parameters
 from .priors import PRIORS, Prior, PriorContext
 from .weight_priors import WEIGHT_PRIORS, WeightPrior
 
@@ -60,8 +61,10 @@ class VAE(PyroModule):
 
     Args:
         encoder: The amortized variational family q(z|x), a member of
-            :data:`~pyro_vae.models.guides.GUIDES` (e.g. the ``diagonal`` Gaussian).
-        decoder: Network mapping z to the likelihood's parameters.
+            :data:`~pyro_vae.models.guides.GUIDES` (e.g. the ``diagonal`` Gaussian), or any
+            module returning ``(loc, scale)`` of a diagonal Gaussian for ``x``.
+        decoder: Any module mapping z, ``(..., latent_dim)``, to the likelihood's parameters,
+            ``(..., features)``.
         prior: The latent prior p(z), e.g. ``PRIORS["standard-normal"](latent_dim)``.
         likelihood: The observation model p(x|z), e.g. ``LIKELIHOODS["bernoulli"](784)``.
         weight_prior: Optional prior on the decoder's weights, e.g.
@@ -85,12 +88,14 @@ class VAE(PyroModule):
 
     def __init__(
         self,
-        encoder: GuideFamily,
-        decoder: Decoder,
+        encoder: GuideFamily | nn.Module,
+        decoder: nn.Module,
         prior: Prior,
         likelihood: Likelihood,
         weight_prior: WeightPrior | None = None,
     ):
+        if not isinstance(encoder, GuideFamily):  # any module returning (loc, scale)
+            encoder = EncoderGuide(encoder)
         # The Pyro context of a PyroModule is made at construction; make this one module-local
         # (prior and likelihood join it when assigned below).
         with pyro.settings.context(module_local_params=True):
@@ -232,23 +237,6 @@ class VAE(PyroModule):
         return self.prior.latent_dim
 
 
-def mlp_vae_parameters(
-    data_dim: int, latent_dim: int, hidden: Sequence[int], gated: bool = False
-) -> int:
-    """How many numbers the diagonal encoder and the decoder of :func:`build_vae` hold (gated
-    layers have two weight matrices), counted before anything is allocated."""
-    per_layer = 2 if gated else 1
-
-    def body(widths: Sequence[int]) -> int:
-        return sum(per_layer * (a * b + b) for a, b in zip(widths, widths[1:], strict=False))
-
-    last = hidden[-1] if hidden else data_dim
-    encoder = body([data_dim, *hidden]) + 2 * (last * latent_dim + latent_dim)
-    first = hidden[0] if hidden else latent_dim
-    decoder = body([latent_dim, *hidden[::-1]]) + first * data_dim + data_dim
-    return encoder + decoder
-
-
 def build_vae(
     data_dim: int,
     latent_dim: int = 20,
@@ -265,13 +253,17 @@ def build_vae(
     layer: str = "relu",
     guide: str = "diagonal",
     guide_options: dict | None = None,
+    network: str = "mlp",
+    network_options: dict | None = None,
+    image_shape: Sequence[int] | None = None,
 ) -> VAE:
-    """Build an MLP VAE from registry names.
+    """Build a VAE from registry names.
 
     Args:
         data_dim: Features per datapoint (784 for 28x28 images).
         latent_dim: Size of z.
-        hidden: Encoder hidden widths (the decoder mirrors them); ``()`` for a linear VAE.
+        hidden: MLP hidden widths, encoder side (the decoder mirrors them); ``()`` for a
+            linear VAE.
         prior: Name in :data:`~pyro_vae.models.priors.PRIORS`.
         likelihood: Name in :data:`~pyro_vae.models.likelihoods.LIKELIHOODS`.
         prior_options: Keyword options for the prior.
@@ -281,32 +273,54 @@ def build_vae(
         weight_prior: Name in :data:`~pyro_vae.models.weight_priors.WEIGHT_PRIORS`, or
             ``None`` for plain decoder parameters.
         weight_prior_options: Keyword options for the weight prior.
-        layer: Hidden layer type of both networks, a name in
-            :data:`~pyro_vae.models.networks.LAYERS`.
+        layer: MLP hidden layer type, a name in :data:`~pyro_vae.models.networks.LAYERS`.
         guide: The variational family q(z|x), a name in
             :data:`~pyro_vae.models.guides.GUIDES`.
         guide_options: Keyword options for the family (e.g. ``{"steps": 4}`` for ``iaf``).
+        network: The encoder body and decoder, a name in
+            :data:`~pyro_vae.models.networks.NETWORKS` (``mlp`` reads ``hidden`` and
+            ``layer``; ``conv`` reads ``network_options`` and ``image_shape``).
+        network_options: Keyword options for the network (e.g. ``{"channels": [32, 64]}``).
+        image_shape: ``(H, W)`` or ``(C, H, W)`` of the images, for ``conv``.
     """
-    hidden = tuple(hidden)
-    guide_options = guide_options or {}
+    guide_options, network_options = guide_options or {}, dict(network_options or {})
+    if network == "mlp":
+        network_options = {"hidden": tuple(hidden), "layer": layer, **network_options}
+    NETWORKS.check_options(network, network_options)
     GUIDES.check_options(guide, guide_options)
-    width = hidden[-1] if hidden else data_dim
-    extra = GUIDES[guide].count_parameters(data_dim, latent_dim, width, **guide_options)
-    check_allocation(
-        f"an MLP VAE {data_dim}-{'-'.join(map(str, hidden))}{'-' if hidden else ''}{latent_dim} "
-        f"with a {guide} guide, gradients and optimizer state",
-        4 * (mlp_vae_parameters(data_dim, latent_dim, hidden, gated=layer == "gated") + extra),
-    )
-    encoder = GUIDES.build(guide, data_dim, latent_dim, hidden, layer, **guide_options)
+    if network == "mlp":
+        _check_mlp_size(data_dim, latent_dim, guide, guide_options, **network_options)
+    nets = NETWORKS.build(network, data_dim, image_shape, latent_dim, **network_options)
+    encoder = GUIDES.build(guide, nets.body, nets.width, latent_dim, **guide_options)
     context = PriorContext(encoder=encoder, data=data, num_classes=num_classes)
     return VAE(
         encoder,
-        Decoder(latent_dim, data_dim, hidden[::-1], layer),
+        nets.decoder,
         PRIORS.build(prior, latent_dim, context, **(prior_options or {})),
         LIKELIHOODS.build(likelihood, data_dim, **(likelihood_options or {})),
         None
         if weight_prior is None
         else WEIGHT_PRIORS.build(weight_prior, **(weight_prior_options or {})),
+    )
+
+
+def _check_mlp_size(
+    data_dim: int,
+    latent_dim: int,
+    guide: str,
+    guide_options: dict[str, Any],
+    hidden: Sequence[int],
+    layer: str,
+) -> None:
+    """Refuse an MLP VAE too large for memory, before anything is allocated."""
+    hidden = tuple(hidden)
+    width = hidden[-1] if hidden else data_dim
+    heads = 2 * (width * latent_dim + latent_dim)
+    extra = GUIDES[guide].count_parameters(data_dim, latent_dim, width, **guide_options)
+    check_allocation(
+        f"an MLP VAE {data_dim}-{'-'.join(map(str, hidden))}{'-' if hidden else ''}{latent_dim} "
+        f"with a {guide} guide, gradients and optimizer state",
+        4 * (mlp_parameters(data_dim, latent_dim, hidden, gated=layer == "gated") + heads + extra),
     )
 
 
@@ -323,6 +337,9 @@ class ModelSpec:
     layer: str = "relu"
     guide: str = "diagonal"
     guide_options: dict[str, Any] = field(default_factory=dict)
+    network: str = "mlp"
+    network_options: dict[str, Any] = field(default_factory=dict)
+    image_shape: tuple[int, ...] | None = None
 
     def build(
         self,
@@ -348,4 +365,7 @@ class ModelSpec:
             layer=self.layer,
             guide=self.guide,
             guide_options=self.guide_options,
+            network=self.network,
+            network_options=self.network_options,
+            image_shape=self.image_shape,
         ).to(data.device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import types
 import typing
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -97,6 +98,9 @@ def option_types(factory: Callable) -> dict[str, tuple[type, bool]]:
         return {}
     declared = {}
     for name, hint in hints.items():
+        origin = typing.get_origin(hint)
+        if origin not in (None, typing.Union, types.UnionType):
+            continue  # a container (Sequence[int], ...): its factory checks it
         args = set(typing.get_args(hint)) or {hint}
         optional = type(None) in args
         simple = [a for a in args if a in _ACCEPTS]

@@ -99,9 +99,10 @@ SMALL_PRIOR_OPTIONS = {"vamp": {"components": 5}, "mog": {"components": 3}}
 def prior_context(data_dim: int = 6, latent_dim: int = 2, num_classes: int = 4):
     """A PriorContext with a small encoder, data in [0, 1] and labels."""
     from pyro_vae.models import GUIDES, PriorContext
+    from pyro_vae.models.networks import mlp
 
     return PriorContext(
-        encoder=GUIDES["diagonal"](data_dim, latent_dim, (8,)),
+        encoder=GUIDES["diagonal"](mlp(data_dim, (8,)), 8, latent_dim),
         data=torch.rand(30, data_dim),
         num_classes=num_classes,
     )

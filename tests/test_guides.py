@@ -26,9 +26,13 @@ from pyro_vae.runs import load_run
 SMALL = {"iaf": {"steps": 2, "context_dim": 4, "flow_hidden": 8}, "semi-amortized": {"steps": 2}}
 
 
-def small_vae(guide: str, latent_dim: int = 2, **options):
+def small_vae(guide: str, latent_dim: int = 2, data_dim: int = 12, hidden=(10,), **options):
     return build_vae(
-        12, latent_dim, (10,), guide=guide, guide_options={**SMALL.get(guide, {}), **options}
+        data_dim,
+        latent_dim,
+        hidden,
+        guide=guide,
+        guide_options={**SMALL.get(guide, {}), **options},
     )
 
 
@@ -298,7 +302,7 @@ def test_train_diagnose_and_load_run_with_every_guide(tmp_path, guide):
     assert type(run.vae.encoder) is GUIDES[guide]
     assert (
         run.vae.encoder.state_dict().keys()
-        == GUIDES.build(guide, 784, 2, (16,), "relu", **SMALL.get(guide, {})).state_dict().keys()
+        == small_vae(guide, latent_dim=2, data_dim=784, hidden=(16,)).encoder.state_dict().keys()
     )
     code = main(
         [

@@ -4,8 +4,9 @@ cannot fit in memory is refused in one line, before anything is allocated or wri
 import pytest
 import torch
 from common import TINY, run_cli
-from pyro_vae.models import build_vae
-from pyro_vae.models.vae import mlp_vae_parameters
+from pyro_vae.models import GUIDES, build_vae
+from pyro_vae.models.conv import conv_parameters
+from pyro_vae.models.networks import mlp_parameters
 
 from pyro_vae.config import TrainConfig
 from pyro_vae.diagnose import DiagnoseConfig
@@ -25,12 +26,24 @@ def test_counts_beyond_the_range_are_refused(field):
         TrainConfig(**{field: MAX_INT + 1})
 
 
-def test_the_parameter_count_is_the_built_models():
+@pytest.mark.parametrize("guide", sorted(GUIDES))
+def test_the_parameter_counts_are_the_built_models(guide):
+    # what the memory check counts before allocating, against what is then built
+    def built(vae):
+        return sum(p.numel() for p in [*vae.encoder.parameters(), *vae.decoder.parameters()])
+
     for hidden, layer in (((400,), "relu"), ((30, 20), "gated"), ((), "relu")):
-        vae = build_vae(50, 7, hidden, layer=layer)
-        built = sum(p.numel() for p in vae.encoder.parameters())
-        built += sum(p.numel() for p in vae.decoder.parameters())
-        assert mlp_vae_parameters(50, 7, hidden, gated=layer == "gated") == built
+        vae = build_vae(50, 7, hidden, layer=layer, guide=guide)
+        width = hidden[-1] if hidden else 50
+        expected = mlp_parameters(50, 7, hidden, gated=layer == "gated")
+        expected += 2 * (width * 7 + 7) + GUIDES[guide].count_parameters(50, 7, width)
+        assert expected == built(vae), (hidden, layer)
+    options = {"channels": [4, 8], "width": 16}
+    vae = build_vae(3 * 8 * 8, 7, guide=guide, network="conv", network_options=options,
+                    image_shape=(3, 8, 8))  # fmt: skip
+    expected = conv_parameters((3, 8, 8), 7, (4, 8), 16)
+    expected += 2 * (16 * 7 + 7) + GUIDES[guide].count_parameters(192, 7, 16)
+    assert expected == built(vae)
 
 
 def test_a_model_that_cannot_fit_is_refused_before_allocation():
