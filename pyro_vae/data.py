@@ -536,3 +536,6 @@ for _binarization in (
     Binarization("none", False, lambda x, gen: x),
 ):
     BINARIZATIONS.register(_binarization.name)(_binarization)
+
+
+from . import cifar  # noqa: E402, F401  (registers cifar10, which builds on this module)

@@ -167,3 +167,49 @@ def test_train_compare_and_diagnose_run_on_own_colour_data(tmp_path, kind):
                    "--is-samples", "5", "--quiet", "--out", str(tmp_path / "c"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "c" / "samples.png").exists()
+
+
+# ----------------------------------------------------------------------------- cifar10
+
+
+def write_cifar(root, per_batch: int = 4):
+    """Batches in torchvision's cifar-10-batches-py format, a few images each."""
+    import pickle
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = [int(k) for k in rng.permutation(10)[:per_batch]]
+        batch = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 b"labels": labels, b"batch_label": b"made by a test"}  # fmt: skip
+        with open(folder / name, "wb") as handle:
+            pickle.dump(batch, handle)
+    return folder
+
+
+def test_cifar10_reads_torchvisions_batches(tmp_path):
+    folder = write_cifar(tmp_path)
+    data = load_dataset("cifar10", tmp_path, download=False)
+    assert data.image_shape == (3, 32, 32) and len(data.train_x) == 20 and len(data.test_x) == 4
+    assert data.num_classes == 10
+    import pickle
+
+    with open(folder / "test_batch", "rb") as handle:
+        first = pickle.load(handle)[b"data"][0]
+    assert torch.equal(data.test_x[0], torch.from_numpy(first).float() / 255)
+
+
+def test_a_cifar10_batch_that_would_run_code_is_refused(tmp_path):
+    import pickle
+
+    folder = write_cifar(tmp_path)
+
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    with open(folder / "data_batch_3", "wb") as handle:
+        pickle.dump({b"data": Exploit(), b"labels": []}, handle)
+    with pytest.raises(DataError, match="does not hold builtins.print"):
+        load_dataset("cifar10", tmp_path, download=False)
