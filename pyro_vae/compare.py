@@ -155,6 +155,8 @@ def preset_config(
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     base_preset, grid_preset = PRESETS[preset]
+    if (base or {}).get("network", "mlp") != "mlp":  # the presets' widths are the mlp's
+        base_preset = {k: v for k, v in base_preset.items() if k != "hidden"}
     methods = grid.get("methods", all_methods())
     options = {  # the preset's options for the methods compared
         k: dict(v) for k, v in grid_preset["method_options"].items() if k in methods

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import math
 import types
@@ -88,9 +89,19 @@ _ACCEPTS: dict[type, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+class IntSequence:
+    """Stands for an option annotated ``Sequence[int]`` (e.g. layer widths)."""
+
+
+_ACCEPTS[IntSequence] = (
+    lambda v: isinstance(v, list | tuple) and all(_ACCEPTS[int][0](i) for i in v),
+    "a list of integers, e.g. [32,64]",
+)
+
+
 def option_types(factory: Callable) -> dict[str, tuple[type, bool]]:
-    """The options of ``factory`` declared (annotated) as bool, int, float or str, each with
-    whether ``None`` is accepted too (``int | None``)."""
+    """The options of ``factory`` declared (annotated) as bool, int, float, str or a sequence
+    of ints, each with whether ``None`` is accepted too (``int | None``)."""
     target = factory.__init__ if inspect.isclass(factory) else factory
     try:
         hints = typing.get_type_hints(target)
@@ -99,8 +110,14 @@ def option_types(factory: Callable) -> dict[str, tuple[type, bool]]:
     declared = {}
     for name, hint in hints.items():
         origin = typing.get_origin(hint)
+        if origin in (collections.abc.Sequence, tuple, list) and typing.get_args(hint) in (
+            (int,),
+            (int, ...),
+        ):
+            declared[name] = (IntSequence, False)
+            continue
         if origin not in (None, typing.Union, types.UnionType):
-            continue  # a container (Sequence[int], ...): its factory checks it
+            continue  # another container: its factory checks it
         args = set(typing.get_args(hint)) or {hint}
         optional = type(None) in args
         simple = [a for a in args if a in _ACCEPTS]

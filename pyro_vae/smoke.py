@@ -41,10 +41,17 @@ def train_config(config: TrainConfig) -> TrainConfig:
     if not active():
         return config
     _say(f"tiny networks, 1 epoch per 40, at most {PARTICLES} particles, K <= 200")
+    if config.network == "mlp":
+        network = {"hidden": tuple(min(width, WIDTH) for width in config.hidden)}
+    else:  # conv: its options, capped
+        options = dict(config.network_options)
+        options["channels"] = [min(c, 8) for c in options.get("channels", [4, 8])]
+        options["width"] = min(options.get("width", WIDTH), WIDTH)
+        network = {"network_options": options}
     return replace(
         config,
+        **network,
         epochs=max(1, config.epochs // EPOCHS_PER_SMOKE_EPOCH),
-        hidden=tuple(min(width, WIDTH) for width in config.hidden),
         latent_dim=min(config.latent_dim, LATENT),
         particles=min(config.particles, PARTICLES),
         is_samples=min(config.is_samples, IS_SAMPLES),

@@ -8,18 +8,21 @@ from common import run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 from pyro_vae.inference.methods import METHODS
-from pyro_vae.models import LIKELIHOODS, PRIORS, WEIGHT_PRIORS
+from pyro_vae.models import GUIDES, LIKELIHOODS, NETWORKS, PRIORS, WEIGHT_PRIORS
 
 from pyro_vae.data import DATASETS
 from pyro_vae.errors import ConfigError
-from pyro_vae.registry import check_option_types, option_types
+from pyro_vae.files import FILE_LOADERS
+from pyro_vae.registry import IntSequence, check_option_types, option_types
 
-FAMILIES = [PRIORS, LIKELIHOODS, WEIGHT_PRIORS, METHODS, DATASETS]
+FAMILIES = [PRIORS, LIKELIHOODS, WEIGHT_PRIORS, METHODS, DATASETS, GUIDES, NETWORKS, FILE_LOADERS]
 MEMBERS = [(family, name) for family in FAMILIES for name in sorted(family)]
 #: A value of the wrong kind for each declared type, and a right one.
 WRONG = {bool: ["False", 1, 0.0], int: [2.5, "3", True, math.nan], float: ["abc", math.nan,
-         math.inf, True], str: [3, True, 0.5]}  # fmt: skip
-RIGHT = {bool: [True, False], int: [3, -1], float: [0.5, 2], str: ["shared"]}
+         math.inf, True], str: [3, True, 0.5],
+         IntSequence: [3, "32,64", [1.5], [True]]}  # fmt: skip
+RIGHT = {bool: [True, False], int: [3, -1], float: [0.5, 2], str: ["shared"],
+         IntSequence: [[32, 64], (8,)]}  # fmt: skip
 
 
 @pytest.mark.parametrize(("family", "name"), MEMBERS, ids=[f"{f.kind}-{n}" for f, n in MEMBERS])
@@ -40,6 +43,8 @@ def test_the_options_users_set_are_declared():
     assert option_types(LIKELIHOODS["normal"])["scale"] == (str, False)
     assert option_types(WEIGHT_PRIORS["normal"])["scale"] == (float, False)
     assert option_types(METHODS["iwae"])["particles"] == (int, False)
+    assert option_types(GUIDES["iaf"])["steps"] == (int, False)
+    assert option_types(NETWORKS["conv"])["channels"] == (IntSequence, False)
 
 
 @given(st.one_of(st.booleans(), st.integers(), st.floats(), st.text(max_size=8), st.none()))
