@@ -122,12 +122,14 @@ class DiagonalGaussian(GuideFamily):
 
 @GUIDES.register("full-rank")
 class FullRankGaussian(GuideFamily):
-    """q(z|x) = N(mu(x), L(x) L(x)^T) with L lower-triangular.
+    """q(z|x) = N(mu(x), L(x) L(x)^T) with L = diag(sigma(x)) (I + B(x)) lower-triangular.
 
-    L's diagonal is the diagonal family's sigma(x); a further head gives the
-    latent_dim (latent_dim - 1) / 2 entries below it. That head starts at zero, so the family
-    starts as the diagonal Gaussian of the same network. With a linear encoder it contains the
-    pPCA posterior N(M^-1 W^T (x - mu), sigma^2 M^-1) exactly.
+    sigma(x) is the diagonal family's; a further head gives the latent_dim (latent_dim - 1) / 2
+    entries of B below its diagonal, each relative to its row's sigma (so a step in B moves L
+    in proportion to the scale it sits in: on the default run this trained faster than adding
+    B to diag(sigma)). That head starts at zero, so the family starts as the diagonal Gaussian
+    of the same network. With a linear encoder it contains the pPCA posterior
+    N(M^-1 W^T (x - mu), sigma^2 M^-1) exactly (any L with a positive diagonal is reachable).
     """
 
     name = "full-rank"
@@ -153,10 +155,11 @@ class FullRankGaussian(GuideFamily):
     def distribution(self, *params: torch.Tensor) -> dist.TorchDistribution:
         loc, raw_scale, below = params
         size = loc.shape[-1]
-        strictly_lower = below.new_zeros(*below.shape[:-1], size, size)
-        strictly_lower[..., self.rows, self.cols] = below
-        scale_tril = strictly_lower + torch.diag_embed(softplus(raw_scale) + MIN_SCALE)
-        return dist.MultivariateNormal(loc, scale_tril=scale_tril)
+        unit = below.new_zeros(*below.shape[:-1], size, size)
+        unit[..., self.rows, self.cols] = below
+        unit = unit + torch.eye(size, dtype=loc.dtype, device=loc.device)
+        scale = softplus(raw_scale) + MIN_SCALE
+        return dist.MultivariateNormal(loc, scale_tril=scale.unsqueeze(-1) * unit)
 
 
 @GUIDES.register("iaf")
@@ -232,9 +235,13 @@ class InverseAutoregressiveFlow(GuideFamily):
         return self.loc(h), self.raw_scale(h), self.context(h)
 
     def distribution(self, *params: torch.Tensor) -> dist.TorchDistribution:
-        base = super().distribution(*params[:2])
         if not self.steps:
-            return base
+            return super().distribution(*params)
+        # Far from q's mass the inverted flow overflows: the base then gives log q = NaN
+        # (density 0 to every digit; callers read it as -inf) instead of refusing the value.
+        loc, raw_scale = params[:2]
+        scale = softplus(raw_scale) + MIN_SCALE
+        base = dist.Normal(loc, scale, validate_args=False).to_event(1)
         context = params[2]
         return dist.TransformedDistribution(base, [f.condition(context) for f in self.flows])
 

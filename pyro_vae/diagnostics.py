@@ -290,6 +290,7 @@ def _log_aggregate(
         zi = z[start : start + chunk]
         zi = zi if components is q else zi.double()
         log_p = components.log_prob(zi[:, None, :].expand(len(zi), count, zi.shape[-1])).double()
+        log_p = log_p.nan_to_num(nan=-math.inf)  # an inverted flow that overflowed: density 0
         if leave_own_out:
             own = torch.arange(start, start + len(zi), device=z.device)
             log_p[torch.arange(len(zi), device=z.device), own] = -math.inf

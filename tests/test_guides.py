@@ -176,7 +176,7 @@ def test_full_rank_family_holds_the_exact_ppca_posterior(ppca):
         vae.encoder.raw_scale.weight.zero_()
         vae.encoder.raw_scale.bias.copy_(torch.log(torch.expm1(tril.diag() - MIN_SCALE)))
         vae.encoder.below_diagonal.weight.zero_()
-        vae.encoder.below_diagonal.bias.copy_(tril[1, 0])
+        vae.encoder.below_diagonal.bias.copy_(tril[1, 0] / tril[1, 1])  # L = diag(s) (I + B)
     x = ppca.test_x[:50].double()
     result = evaluate(vae, x, is_samples=100, keep_log_weights=True)
     exact = ppca_log_likelihood(x, weight, mu, sigma)
