@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from machine import describe, write_report
+from machine import describe, smoke_caps, write_report
 
 from pyro_vae import TrainConfig, train
 from pyro_vae.diagnose import DiagnoseConfig, diagnose
@@ -102,6 +102,8 @@ def main() -> None:
     parser.add_argument("--gap-steps", type=int, default=300)
     parser.add_argument("--json", type=Path, help="write the rows and the machine here")
     args = parser.parse_args()
+    smoke_caps(args, epochs=1, hidden=16, latent_dim=2, is_samples=200, num_test=50,
+               gap_images=2, gap_steps=5)  # fmt: skip
     rows = []
     for cell in args.cells:
         rows.append(run_cell(cell, args))

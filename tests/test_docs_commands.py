@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from common import REPO, write_fake_mnist
+from common import REPO, write_fake_mnist, write_image_folder, write_npz
 
 pytestmark = pytest.mark.slow
 
@@ -88,6 +88,9 @@ def workdir(tmp_path_factory):
     data = folder / "data"
     # Fashion-MNIST in its own idx format, small: the benchmarks' default data set
     write_fake_mnist(data / "FashionMNIST" / "raw", compress=False, n_train=600, n_test=100)
+    # the user's own data the docs show: a .npz file and a folder of images
+    write_npz(folder / "mine.npz")
+    write_image_folder(folder / "photos", per_class=70, size=32)  # 112 training images
     return folder, data
 
 

@@ -7,43 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from common import run_cli
+from common import colour_images, run_cli, write_image_folder, write_npz
 
 from pyro_vae.cli import main
 from pyro_vae.data import Dataset, load_dataset
 from pyro_vae.errors import DataError
-
-
-def colour_images(n: int, seed: int = 0, size: int = 8) -> np.ndarray:
-    """Small 8-bit colour images of two kinds: a bright top half or a bright left half."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 60, size=(n, 3, size, size), dtype=np.uint8)
-    labels = np.arange(n) % 2
-    images[labels == 0, :, : size // 2, :] += 180
-    images[labels == 1, :, :, : size // 2] += 180
-    return images, labels
-
-
-def write_npz(path, n_train: int = 120, n_test: int = 30, size: int = 8, **extra):
-    train, train_labels = colour_images(n_train, 0, size)
-    test, test_labels = colour_images(n_test, 1, size)
-    arrays = dict(train=train, test=test, train_labels=train_labels, test_labels=test_labels)
-    np.savez(path, **{**arrays, **extra})
-    return path
-
-
-def write_image_folder(root, per_class: int = 10, size: int = 8, grey: bool = False):
-    from PIL import Image
-
-    images, labels = colour_images(2 * per_class, 2, size)
-    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-        folder = root / ("top" if label == 0 else "left")
-        folder.mkdir(parents=True, exist_ok=True)
-        pixels = image.transpose(1, 2, 0)
-        picture = Image.fromarray(pixels[..., 0] if grey else pixels)
-        picture.save(folder / f"{i:03d}.png")
-    return root
-
 
 # ----------------------------------------------------------------------------- from Python
 
