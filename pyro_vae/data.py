@@ -226,7 +226,10 @@ def check_dataset(name: str, options: dict[str, Any]) -> None:
             raise ConfigError(f"a .npz data set takes no options, not {', '.join(sorted(options))}")
         return
     if not path.is_dir():
-        raise DataError(f"data set {name!r}: no such .npz file or image folder")
+        raise UnknownNameError(
+            f"data set {name!r}: no such .npz file or image folder, and not one of: "
+            + ", ".join(sorted(DATASETS))
+        )
     FILE_LOADERS.check_options("image folder", options)
 
 

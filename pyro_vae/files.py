@@ -98,8 +98,6 @@ def image_folder_dataset(
             least 1), drawn with ``seed``; the split is stratified and deterministic.
         seed: Seed of the split.
     """
-    from PIL import Image, UnidentifiedImageError
-
     if image_size is not None:
         positive_int("image_size", image_size)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -110,15 +108,8 @@ def image_folder_dataset(
             f"{root}: an image folder needs class subfolders holding images "
             f"({', '.join(IMAGE_SUFFIXES)})" + (f"; empty: {', '.join(empty[:5])}" if empty else "")
         )
-    images, labels = [], []
-    for label, name in enumerate(classes):
-        for path in files[name]:
-            try:
-                with Image.open(path) as image:
-                    images.append(_pixels(image, image_size))
-            except (OSError, UnidentifiedImageError, ValueError) as err:
-                raise DataError(f"cannot read image {path}: {err}") from None
-            labels.append(label)
+    images = [_read_image(path, image_size) for c in classes for path in files[c]]
+    labels = [label for label, c in enumerate(classes) for _ in files[c]]
     pixels = _same_mode_and_size(root, images)
     y = torch.tensor(labels)
     smallest = min(len(f) for f in files.values())
@@ -146,6 +137,16 @@ def image_folder_dataset(
         num_classes=len(classes),
         info=info,
     )
+
+
+def _read_image(path: Path, size: int | None) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return _pixels(image, size)
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise DataError(f"cannot read image {path}: {err}") from None
 
 
 def _image_files(folder: Path) -> list[Path]:

@@ -134,5 +134,5 @@ def test_ppca_data_match_their_recorded_truth():
 
 
 def test_every_data_set_is_registered_with_a_docstring():
-    assert set(DATASETS) == {"mnist5k", "fashion-mnist", "mnist", "ppca"}
+    assert set(DATASETS) == {"mnist5k", "fashion-mnist", "mnist", "ppca", "cifar10"}
     assert all(factory.__doc__ for factory in DATASETS.values())

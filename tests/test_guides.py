@@ -309,6 +309,8 @@ def test_train_diagnose_and_load_run_with_every_guide(tmp_path, guide):
             "diagnose",
             str(out),
             "--quiet",
+            "--num-test",
+            "50",
             "--is-samples",
             "200",
             "--gap-images",

@@ -110,13 +110,16 @@ def test_image_folder_options_are_checked_before_loading(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["npz", "folder"])
 def test_train_compare_and_diagnose_run_on_own_colour_data(tmp_path, kind):
-    data = (
-        write_npz(tmp_path / "mine.npz")
-        if kind == "npz"
-        else write_image_folder(tmp_path / "pictures", per_class=40)
-    )
+    # the .npz with the MLP and every method; the image folder with the conv network, and
+    # compare's methods with a decoder of their own (a Bayesian one over conv weights among them)
+    if kind == "npz":
+        data, network, methods = write_npz(tmp_path / "mine.npz"), ["--hidden", "32"], []
+    else:
+        data = write_image_folder(tmp_path / "pictures", per_class=40)
+        network = ["--network", "conv", "--network-opt", "channels=[4,8]", "width=16"]
+        methods = ["--methods", "vae", "bayes-decoder", "map-pairs"]
     model = ["--dataset", str(data), "--binarization", "none", "--likelihood",
-             "discretized-logistic", "--hidden", "32", "--latent-dim", "2",
+             "discretized-logistic", *network, "--latent-dim", "2",
              "--batch-size", "20"]  # fmt: skip
     run = tmp_path / "run"
     done = run_cli("train", *model, "--epochs", "2", "--is-samples", "200", "--quiet",
@@ -131,8 +134,9 @@ def test_train_compare_and_diagnose_run_on_own_colour_data(tmp_path, kind):
                    "--gap-images", "2", "--gap-steps", "5", "--nuts-images", "1",
                    "--nuts-draws", "10", "--nuts-warmup", "10", "--quiet")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    done = run_cli("compare", "--preset", "quick", *model, "--epochs", "1", "--num-test", "10",
-                   "--is-samples", "5", "--quiet", "--out", str(tmp_path / "c"))  # fmt: skip
+    done = run_cli("compare", "--preset", "quick", *model, *methods, "--epochs", "1",
+                   "--num-test", "10", "--is-samples", "5", "--quiet",
+                   "--out", str(tmp_path / "c"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "c" / "samples.png").exists()
 
