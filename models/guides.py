@@ -78,13 +78,9 @@ class GuideFamily(nn.Module):
         width), counted before anything is allocated."""
         return 0
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last hidden layer's output, ``(batch, width)``."""
-        return self.body(x)
-
     def local(self, x: torch.Tensor) -> LocalParameters:
         """lambda(x): the unconstrained local parameters of q(z|x) for each row of ``x``."""
-        h = self.features(x)
+        h = self.body(x)
         return self.loc(h), self.raw_scale(h)
 
     def distribution(self, *params: torch.Tensor) -> dist.TorchDistribution:
@@ -149,7 +145,7 @@ class FullRankGaussian(GuideFamily):
         return (width + 1) * (latent_dim * (latent_dim - 1) // 2)
 
     def local(self, x: torch.Tensor) -> LocalParameters:
-        h = self.features(x)
+        h = self.body(x)
         return self.loc(h), self.raw_scale(h), self.below_diagonal(h)
 
     def distribution(self, *params: torch.Tensor) -> dist.TorchDistribution:
@@ -229,7 +225,7 @@ class InverseAutoregressiveFlow(GuideFamily):
         return (width + 1) * context_dim + steps * made
 
     def local(self, x: torch.Tensor) -> LocalParameters:
-        h = self.features(x)
+        h = self.body(x)
         if not self.steps:
             return self.loc(h), self.raw_scale(h)
         return self.loc(h), self.raw_scale(h), self.context(h)
