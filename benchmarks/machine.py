@@ -107,3 +107,57 @@ class ReferenceVAE(nn.Module):
         recon = binary_cross_entropy_with_logits(self.dec(z), x, reduction="sum")
         kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1).sum() - scale.log().sum()
         return (recon + kl) * (num_data / x.shape[0])
+
+
+#: The conv network of the throughput benchmark: pyro-vae's ``conv`` defaults on 1x28x28.
+CHANNELS, WIDTH, SIDE = (32, 64), 256, 28
+
+
+class ReferenceConvVAE(nn.Module):
+    """The same VAE with pyro-vae's ``conv`` networks, written directly in PyTorch: two
+    stride-2 convolutions (kernel 4, padding 1) and a dense layer of ``WIDTH``; the decoder
+    mirrors them with transposed convolutions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        small = SIDE // 4
+        self.enc = nn.Sequential(
+            nn.Unflatten(1, (1, SIDE, SIDE)),
+            nn.Conv2d(1, CHANNELS[0], 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(CHANNELS[0], CHANNELS[1], 4, 2, 1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(CHANNELS[1] * small * small, WIDTH),
+            nn.ReLU(),
+        )
+        self.loc = nn.Linear(WIDTH, LATENT)
+        self.raw_scale = nn.Linear(WIDTH, LATENT)
+        self.dec = nn.Sequential(
+            nn.Linear(LATENT, WIDTH),
+            nn.ReLU(),
+            nn.Linear(WIDTH, CHANNELS[1] * small * small),
+            nn.ReLU(),
+            nn.Unflatten(1, (CHANNELS[1], small, small)),
+            nn.ConvTranspose2d(CHANNELS[1], CHANNELS[0], 4, 2, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(CHANNELS[0], 1, 4, 2, 1),
+            nn.Flatten(),
+        )
+
+    loss = ReferenceVAE.loss
+
+
+def step_macs_per_image(network: str) -> int:
+    """Multiply-accumulates of one forward pass (encoder, both heads, decoder) per image."""
+    if network == "mlp":
+        return DATA_DIM * HIDDEN + 2 * HIDDEN * LATENT + LATENT * HIDDEN + HIDDEN * DATA_DIM
+    small, half = SIDE // 4, SIDE // 2
+    convs = CHANNELS[0] * 16 * half * half + CHANNELS[1] * CHANNELS[0] * 16 * small * small
+    dense = CHANNELS[1] * small * small * WIDTH
+    heads = 2 * WIDTH * LATENT + LATENT * WIDTH
+    return 2 * convs + 2 * dense + heads  # the decoder mirrors the convolutions and dense layer
+
+
+#: The hand-written VAE of each network the throughput benchmark measures.
+REFERENCES: dict[str, type[nn.Module]] = {"mlp": ReferenceVAE, "conv": ReferenceConvVAE}

@@ -1,18 +1,20 @@
 """Training throughput of pyro-vae's SVI step against a hand-written PyTorch VAE.
 
-Both fit the same model (MLP 784-400-20, Bernoulli likelihood, analytic KL, Adam 1e-3) on the
-same data with the same epoch structure (dynamic binarization, a random permutation, minibatch
-steps). pyro-vae runs ``pyro_vae.inference.fit`` with ``elbo-analytic-kl``; the reference is a
-plain PyTorch loop written here, run twice: as written (``reference``) and with its loss
-compiled by ``torch.compile`` (``compiled reference``), so a compiled pyro-vae step is also
-measured against a compiled hand-written one. Epochs alternate (interleaved repeats: a pyro-vae
-epoch, then one of each reference) so machine noise hits all alike; the script reports
-medians, their ratios, and each step's achieved FLOP/s against the fp32 matmul peak measured in
-the same run. Each batch size is measured for each way of running pyro-vae's loss: as Pyro
-runs it (``eager``), traced with TorchScript (``jit``) and compiled with ``torch.compile``
+Both fit the same model (MLP 784-400-20, or with ``--network conv`` pyro-vae's ``conv``
+networks with their defaults; Bernoulli likelihood, analytic KL, Adam 1e-3) on the same data
+with the same epoch structure (dynamic binarization, a random permutation, minibatch steps).
+pyro-vae runs ``pyro_vae.inference.fit`` with ``elbo-analytic-kl``; the reference is a plain
+PyTorch loop written here, run twice: as written (``reference``) and with its loss compiled by
+``torch.compile`` (``compiled reference``), so a compiled pyro-vae step is also measured
+against a compiled hand-written one. Epochs alternate (interleaved repeats: a pyro-vae epoch,
+then one of each reference) so machine noise hits all alike; the script reports medians, their
+ratios, and each step's achieved FLOP/s against the fp32 matmul peak measured in the same run.
+Each batch size is measured for each way of running pyro-vae's loss: as Pyro runs it
+(``eager``), traced with TorchScript (``jit``) and compiled with ``torch.compile``
 (``compile``).
 
     python benchmarks/speed.py --batch-sizes 128 1024 --repeats 7 --out docs/speed.json
+    python benchmarks/speed.py --network conv --batch-sizes 128 --out speed-conv.json
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from machine import (
     HIDDEN,
     LATENT,
     LOSSES,
-    ReferenceVAE,
+    REFERENCES,
+    SIDE,
     describe,
     matmul_peak,
     smoke_caps,
+    step_macs_per_image,
 )
 from pyro_vae.inference import SVIConfig, fit
 from pyro_vae.models import build_vae
@@ -42,11 +46,11 @@ from pyro_vae.data import BINARIZATIONS, load_dataset
 
 
 class Reference:
-    """A hand-written VAE, its optimizer and its loss (``ReferenceVAE.loss``, or that loss
-    compiled with ``torch.compile``)."""
+    """A hand-written VAE of ``network``, its optimizer and its loss (as written, or compiled
+    with ``torch.compile``)."""
 
-    def __init__(self, device: torch.device, compiled: bool) -> None:
-        self.model = ReferenceVAE().to(device)
+    def __init__(self, network: str, device: torch.device, compiled: bool) -> None:
+        self.model = REFERENCES[network]().to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.loss = torch.compile(self.model.loss) if compiled else self.model.loss
 
@@ -69,21 +73,30 @@ def reference_epoch(reference: Reference, x: torch.Tensor, batch: int, gen) -> f
     return time.perf_counter() - start
 
 
-def step_flops_per_image() -> float:
-    """Matmul FLOPs of one training step per image: forward 2 x MACs, backward about twice."""
-    macs = DATA_DIM * HIDDEN + 2 * HIDDEN * LATENT + LATENT * HIDDEN + HIDDEN * DATA_DIM
-    return 3 * 2 * macs
+def step_flops_per_image(network: str) -> float:
+    """Matmul and convolution FLOPs of one training step per image: forward 2 x MACs, backward
+    about twice that."""
+    return 3 * 2 * step_macs_per_image(network)
 
 
-def measure(x: torch.Tensor, batch: int, repeats: int, seed: int, loss: str) -> dict:
+def build(network: str) -> torch.nn.Module:
+    """pyro-vae's VAE with the networks the reference of ``network`` writes by hand."""
+    if network == "mlp":
+        return build_vae(DATA_DIM, LATENT, (HIDDEN,))
+    return build_vae(DATA_DIM, LATENT, network=network, image_shape=(SIDE, SIDE))
+
+
+def measure(
+    x: torch.Tensor, batch: int, repeats: int, seed: int, loss: str, network: str = "mlp"
+) -> dict:
     """One pyro-vae fit of ``repeats + 1`` epochs, an epoch of each reference after each of its
     epochs."""
     torch.manual_seed(seed)
     pyro.set_rng_seed(seed)
-    vae = build_vae(DATA_DIM, LATENT, (HIDDEN,)).to(x.device)
+    vae = build(network).to(x.device)
     references = {
-        "reference": Reference(x.device, compiled=False),
-        "compiled_reference": Reference(x.device, compiled=True),
+        "reference": Reference(network, x.device, compiled=False),
+        "compiled_reference": Reference(network, x.device, compiled=True),
     }
     gen = torch.Generator(device=x.device).manual_seed(seed)
     config = SVIConfig(
@@ -110,13 +123,15 @@ def measure(x: torch.Tensor, batch: int, repeats: int, seed: int, loss: str) -> 
     # the first round warms up (and holds the one-off trace or compilations) and is dropped
     pyro_seconds = result.epoch_seconds[1:]
     pyro_median = statistics.median(pyro_seconds)
+    flops = step_flops_per_image(network) * len(x)
     row = {
+        "network": network,
         "batch_size": batch,
         "loss": loss,
         "images": len(x),
         "pyro_vae_images_per_s": len(x) / pyro_median,
         "pyro_vae_epoch_s": pyro_seconds,
-        "pyro_vae_flops_per_s": step_flops_per_image() * len(x) / pyro_median,
+        "pyro_vae_flops_per_s": flops / pyro_median,
     }
     for name, seconds in ref_seconds.items():
         seconds = seconds[1:]
@@ -125,7 +140,7 @@ def measure(x: torch.Tensor, batch: int, repeats: int, seed: int, loss: str) -> 
             {
                 f"{name}_images_per_s": len(x) / ref_median,
                 f"{name}_epoch_s": seconds,
-                f"{name}_flops_per_s": step_flops_per_image() * len(x) / ref_median,
+                f"{name}_flops_per_s": flops / ref_median,
                 f"ratio_time_pyro_over_{name}": pyro_median / ref_median,
                 f"paired_ratio_over_{name}_median": statistics.median(
                     p / r for p, r in zip(pyro_seconds, seconds, strict=True)
@@ -137,6 +152,7 @@ def measure(x: torch.Tensor, batch: int, repeats: int, seed: int, loss: str) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--network", choices=list(REFERENCES), default="mlp")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1024])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--images", type=int, default=20000, help="mnist5k tiled to this many")
@@ -153,7 +169,7 @@ def main() -> None:
     x = base.repeat(-(-args.images // len(base)), 1)[: args.images].to(device)
     peak = matmul_peak(device)
     rows = [
-        measure(x, batch, args.repeats, args.seed, loss)
+        measure(x, batch, args.repeats, args.seed, loss, args.network)
         for batch in args.batch_sizes
         for loss in args.losses
     ]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from common import REPO
 
 pytestmark = pytest.mark.slow
@@ -41,6 +42,19 @@ def test_speed_writes_every_variant_for_each_batch(tmp_path):
             assert row[f"paired_ratio_over_{name}_median"] == pytest.approx(pyro_s / reference_s)
             assert row[f"ratio_time_pyro_over_{name}"] == pytest.approx(pyro_s / reference_s)
     assert report["versions"]["pyro"] and report["validation"] is True
+
+
+@pytest.mark.parametrize("network", ["mlp", "conv"])
+def test_step_macs_match_torch_flop_counter(network):
+    """The FLOPs speed.py divides by, against torch's own count of the reference's forward."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from machine import REFERENCES, step_macs_per_image
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, x = REFERENCES[network](), torch.rand(8, 784)
+    with FlopCounterMode(display=False) as counter:
+        model.loss(x, 8)
+    assert counter.get_total_flops() == 2 * 8 * step_macs_per_image(network)
 
 
 def test_evaluation_times_eager_traced_compiled_and_plain_pytorch_estimates(tmp_path):
@@ -173,3 +187,24 @@ def test_guides_trains_and_diagnoses_each_cell(tmp_path):
     for row in rows:
         assert row["test_log_likelihood"] >= row["test_elbo"] - 1.0
         assert 0 <= row["khat_bad_share"] <= 1 and row["seconds_per_epoch"] > 0
+
+
+def test_networks_trains_and_estimates_each_network(tmp_path):
+    out = tmp_path / "networks.json"
+    run_script("networks.py", "--dataset", "mnist5k", "--epochs", "1", "--latent-dim", "2",
+               "--is-samples", "200", "--num-test", "20", "--out", str(tmp_path / "runs"),
+               "--json", str(out))  # fmt: skip
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["network"] for r in rows] == ["mlp", "conv"]
+    # weights 784x400 twice and 400x2 three times; biases 400 twice, 784 once, 2 twice
+    assert rows[0]["parameters"] == 2 * 784 * 400 + 3 * 400 * 2 + 2 * 400 + 784 + 2 * 2
+    for row in rows:
+        assert (row["epochs"], row["test_images"], row["is_samples"]) == (1, 20, 200)
+        assert row["test_log_likelihood"] >= row["test_elbo"] - 1.0
+        assert 0 <= row["khat_bad_share"] <= 1 and row["seconds_per_epoch"] > 0
+    # the paired difference's mean is the difference of the two means (the same images)
+    assert "minus_first" not in rows[0]
+    assert rows[1]["minus_first"]["mean"] == pytest.approx(
+        rows[1]["test_log_likelihood"] - rows[0]["test_log_likelihood"], abs=1e-6
+    )
+    assert rows[1]["minus_first"]["standard_error"] > 0
