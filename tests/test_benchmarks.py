@@ -4,6 +4,7 @@ These check that the scripts work, not their figures (no timed assertions: see
 docs/benchmarks.md for the measured numbers)."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,13 +16,14 @@ from common import REPO
 pytestmark = pytest.mark.slow
 
 
-def run_script(name, *args, cwd=None):
+def run_script(name, *args, cwd=None, env=None):
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / name), *args],
         capture_output=True,
         text=True,
         timeout=600,
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done
@@ -193,11 +195,12 @@ def test_networks_trains_and_estimates_each_network(tmp_path):
     out = tmp_path / "networks.json"
     run_script("networks.py", "--dataset", "mnist5k", "--epochs", "1", "--latent-dim", "2",
                "--is-samples", "200", "--num-test", "20", "--out", str(tmp_path / "runs"),
-               "--json", str(out))  # fmt: skip
+               "--json", str(out), env={"PYRO_VAE_SMOKE": "1"})  # fmt: skip
     rows = json.loads(out.read_text())["rows"]
     assert [r["network"] for r in rows] == ["mlp", "conv"]
-    # weights 784x400 twice and 400x2 three times; biases 400 twice, 784 once, 2 twice
-    assert rows[0]["parameters"] == 2 * 784 * 400 + 3 * 400 * 2 + 2 * 400 + 784 + 2 * 2
+    # the smoke budget's MLP 784-16-2: weights 784x16 twice and 16x2 three times; biases 16
+    # twice, 784 once, 2 twice
+    assert rows[0]["parameters"] == 2 * 784 * 16 + 3 * 16 * 2 + 2 * 16 + 784 + 2 * 2
     for row in rows:
         assert (row["epochs"], row["test_images"], row["is_samples"]) == (1, 20, 200)
         assert row["test_log_likelihood"] >= row["test_elbo"] - 1.0
