@@ -153,7 +153,8 @@ def step_macs_per_image(network: str) -> int:
     if network == "mlp":
         return DATA_DIM * HIDDEN + 2 * HIDDEN * LATENT + LATENT * HIDDEN + HIDDEN * DATA_DIM
     small, half = SIDE // 4, SIDE // 2
-    convs = CHANNELS[0] * 16 * half * half + CHANNELS[1] * CHANNELS[0] * 16 * small * small
+    kernel = 4 * 4
+    convs = kernel * (CHANNELS[0] * half * half + CHANNELS[1] * CHANNELS[0] * small * small)
     dense = CHANNELS[1] * small * small * WIDTH
     heads = 2 * WIDTH * LATENT + LATENT * WIDTH
     return 2 * convs + 2 * dense + heads  # the decoder mirrors the convolutions and dense layer

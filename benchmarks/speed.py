@@ -14,7 +14,7 @@ Each batch size is measured for each way of running pyro-vae's loss: as Pyro run
 (``compile``).
 
     python benchmarks/speed.py --batch-sizes 128 1024 --repeats 7 --out docs/speed.json
-    python benchmarks/speed.py --network conv --batch-sizes 128 --out speed-conv.json
+    python benchmarks/speed.py --network conv --repeats 5 --images 10000 --out speed-conv.json
 """
 
 from __future__ import annotations
