@@ -3,8 +3,14 @@ answers are in ``exact_ppca``)."""
 
 from __future__ import annotations
 
+import atexit
+import json
+import os
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -44,15 +50,69 @@ TINY = [
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, module: bool = True
+    *args: str, cwd: Path | None = None, module: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """Run the CLI in a subprocess (``python -m pyro_vae`` or the ``pyro-vae`` script)."""
+    """Run the CLI in a real process of its own: ``python -m pyro_vae`` (forked from a warm
+    interpreter, see ``warm_cli``) or, with ``module=False``, the ``pyro-vae`` script started
+    from nothing. ``env`` replaces the environment (``PYRO_VAE_*`` variables differing from this
+    process's only, for a forked run; any other difference starts a fresh interpreter)."""
+    env = dict(os.environ if env is None else env)
+    if module and _warm_env(env):
+        return _WARM.run(list(args), cwd or Path.cwd(), env)
     cmd = (
         [sys.executable, "-m", "pyro_vae", *args]
         if module
         else [str(Path(sys.executable).with_name("pyro-vae")), *args]
     )
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _warm_env(env: dict[str, str]) -> bool:
+    """Whether a forked child can have ``env``: only what is read after start-up may differ."""
+    names = set(env) | set(os.environ)
+    return all(
+        env.get(name) == os.environ.get(name) for name in names if not name.startswith("PYRO_VAE_")
+    )
+
+
+class _WarmServer:
+    """The ``warm_cli`` server of this test process, started on first use."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+
+    def _start(self) -> subprocess.Popen:
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("warm_cli.py"))],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert json.loads(self.process.stdout.readline()) == {"ready": True}
+            atexit.register(self.process.kill)
+        return self.process
+
+    def run(self, argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+        server = self._start()
+        with tempfile.TemporaryDirectory() as scratch:
+            out, err = Path(scratch, "stdout"), Path(scratch, "stderr")
+            request = dict(argv=argv, cwd=str(cwd), env=env, stdout=str(out), stderr=str(err))
+            server.stdin.write(json.dumps(request) + "\n")
+            server.stdin.flush()
+            pid = json.loads(server.stdout.readline())["pid"]
+            timer = threading.Timer(600, os.kill, (pid, signal.SIGKILL))
+            timer.start()
+            try:
+                code = json.loads(server.stdout.readline())["returncode"]
+            finally:
+                timer.cancel()
+            return subprocess.CompletedProcess(
+                ["pyro-vae", *argv], code, out.read_text(), err.read_text()
+            )
+
+
+_WARM = _WarmServer()
 
 
 # ----------------------------------------------------------------------------- idx files

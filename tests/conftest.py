@@ -1,10 +1,23 @@
-"""Every test starts from a clean Pyro state: seeded, empty param store, validation on."""
+"""Every test starts from a clean Pyro state: seeded, empty param store, validation on.
 
-import pyro
-import pytest
-import torch
+Under pytest-xdist (``-n auto``, the default in ``pyproject.toml``) each worker computes with one
+torch thread, and so does every process it starts: on 2 cores, two workers of one thread each
+keep both busy without oversubscribing them.
+"""
 
-from pyro_vae.data import load_dataset
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before torch is imported: its processes inherit it
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pyro  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from pyro_vae.data import load_dataset  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
