@@ -42,6 +42,7 @@ from machine import (
 from pyro_vae.inference import SVIConfig, fit
 from pyro_vae.models import build_vae
 
+from pyro_vae import smoke
 from pyro_vae.data import BINARIZATIONS, load_dataset
 
 
@@ -164,6 +165,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     args = parser.parse_args()
     smoke_caps(args, images=600, repeats=1, batch_sizes=200)
+    if smoke.active():  # the first batch size alone runs every variant and reference
+        args.batch_sizes = args.batch_sizes[:1]
     device = torch.device(args.device)
     base = load_dataset("mnist5k").train_x
     x = base.repeat(-(-args.images // len(base)), 1)[: args.images].to(device)

@@ -30,7 +30,8 @@ def run_script(name, *args, cwd=None, env=None):
 
 
 #: The speed command of docs/benchmarks.md, run here (and not again by the docs tests) so that
-#: its output is checked too; the smoke budget caps it at 600 images, 1 repeat, batches of 200.
+#: its output is checked too; the smoke budget caps it at 600 images, 1 repeat, the first batch
+#: size (128).
 SPEED_COMMAND = "python benchmarks/speed.py --batch-sizes 128 1024 --repeats 7 --out speed.json"
 
 
@@ -39,7 +40,7 @@ def test_speed_writes_every_variant_for_each_batch(tmp_path):
     run_script("speed.py", *SPEED_COMMAND.split()[2:], cwd=tmp_path, env={"PYRO_VAE_SMOKE": "1"})
     report = json.loads((tmp_path / "speed.json").read_text())
     variants = [(r["batch_size"], r["loss"], r["images"]) for r in report["rows"]]
-    assert variants == [(200, "eager", 600), (200, "jit", 600), (200, "compile", 600)]
+    assert variants == [(128, "eager", 600), (128, "jit", 600), (128, "compile", 600)]
     for row in report["rows"]:
         assert 0 < row["pyro_vae_share_of_peak"]
         (pyro_s,) = row["pyro_vae_epoch_s"]
@@ -179,20 +180,25 @@ def test_quality_scoring_stopped_part_way_continues_with_the_same_numbers(tmp_pa
     assert reseeded["log_likelihood"][:400] != pytest.approx(stopped["log_likelihood"], abs=0.4)
 
 
+#: The guides command of docs/benchmarks.md, run here (and not again by the docs tests); the
+#: smoke budget keeps its first and last cell, 1 epoch, a 16-unit network, z of 2, 50 images.
+GUIDES_COMMAND = "python benchmarks/guides.py --out bench-runs/guides --json guides.json"
+
+
 def test_guides_trains_and_diagnoses_each_cell(tmp_path):
-    out = tmp_path / "guides.json"
-    run_script("guides.py", "--cells", "diagonal:reparam", "iaf:reparam", "--epochs", "1",
-               "--hidden", "16", "--latent-dim", "2", "--is-samples", "200", "--num-test", "20",
-               "--gap-images", "2", "--gap-steps", "2", "--out", str(tmp_path / "runs"),
-               "--json", str(out))  # fmt: skip
-    rows = json.loads(out.read_text())["rows"]
+    assert GUIDES_COMMAND in (REPO / "docs" / "benchmarks.md").read_text()
+    run_script("guides.py", *GUIDES_COMMAND.split()[2:], cwd=tmp_path, env={"PYRO_VAE_SMOKE": "1"})
+    rows = json.loads((tmp_path / "guides.json").read_text())["rows"]
     assert [(r["guide"], r["gradient"]) for r in rows] == [
         ("diagonal", "reparam"),
-        ("iaf", "reparam"),
+        ("semi-amortized", "reparam"),
     ]
     for row in rows:
         assert row["test_log_likelihood"] >= row["test_elbo"] - 1.0
         assert 0 <= row["khat_bad_share"] <= 1 and row["seconds_per_epoch"] > 0
+        config = json.loads((tmp_path / "bench-runs" / "guides" / f"{row['guide']}-reparam"
+                             / "config.json").read_text())  # fmt: skip
+        assert (config["epochs"], config["hidden"], config["latent_dim"]) == (1, [16], 2)
 
 
 def test_networks_trains_and_estimates_each_network(tmp_path):

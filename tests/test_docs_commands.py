@@ -31,6 +31,7 @@ NOT_RUN = {
     ".venv/bin/python -m pytest": "the test suite itself",
     "torchrun --nnodes 2": "needs two machines with 4 GPUs each",
     "python benchmarks/speed.py --batch-sizes": "test_benchmarks.py runs it and checks its output",
+    "python benchmarks/guides.py": "test_benchmarks.py runs it and checks its output",
 }
 
 
