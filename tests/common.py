@@ -67,6 +67,23 @@ def run_cli(
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+def run_python(
+    script: Path, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``python SCRIPT ARGS`` in a real process of its own (forked warm, as :func:`run_cli`)."""
+    env = dict(os.environ if env is None else env)
+    if _warm_env(env):
+        return _WARM.run(list(args), cwd or Path.cwd(), env, script=str(script))
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 def _warm_env(env: dict[str, str]) -> bool:
     """Whether a forked child can have ``env``: only what is read after start-up may differ."""
     names = set(env) | set(os.environ)
@@ -90,14 +107,27 @@ class _WarmServer:
                 text=True,
             )
             assert json.loads(self.process.stdout.readline()) == {"ready": True}
-            atexit.register(self.process.kill)
+            atexit.register(self._stop, self.process)
         return self.process
 
-    def run(self, argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    @staticmethod
+    def _stop(process: subprocess.Popen) -> None:
+        """End of input: the server leaves its loop and exits as a process does (coverage saved)."""
+        process.stdin.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    def run(
+        self, argv: list[str], cwd: Path, env: dict[str, str], script: str | None = None
+    ) -> subprocess.CompletedProcess:
         server = self._start()
         with tempfile.TemporaryDirectory() as scratch:
             out, err = Path(scratch, "stdout"), Path(scratch, "stderr")
             request = dict(argv=argv, cwd=str(cwd), env=env, stdout=str(out), stderr=str(err))
+            if script:
+                request["script"] = script
             server.stdin.write(json.dumps(request) + "\n")
             server.stdin.flush()
             pid = json.loads(server.stdout.readline())["pid"]
@@ -107,8 +137,9 @@ class _WarmServer:
                 code = json.loads(server.stdout.readline())["returncode"]
             finally:
                 timer.cancel()
+            command = [sys.executable, script] if script else ["pyro-vae"]
             return subprocess.CompletedProcess(
-                ["pyro-vae", *argv], code, out.read_text(), err.read_text()
+                [*command, *argv], code, out.read_text(), err.read_text()
             )
 
 

@@ -6,26 +6,24 @@ docs/benchmarks.md for the measured numbers)."""
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 import torch
-from common import REPO
+from common import REPO, run_python
 
 pytestmark = pytest.mark.slow
 
 
 def run_script(name, *args, cwd=None, env=None):
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / name), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = run_python(
+        REPO / "benchmarks" / name,
+        *args,
         cwd=cwd,
         env=None if env is None else {**os.environ, **env},
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
     return done
 
 

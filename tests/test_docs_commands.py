@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from common import REPO, run_cli, write_fake_mnist, write_image_folder, write_npz
+from common import REPO, run_cli, run_python, write_fake_mnist, write_image_folder, write_npz
 
 pytestmark = pytest.mark.slow
 
@@ -112,8 +112,11 @@ def test_documented_command_runs(workdir, document, command):
     folder, data = workdir
     args, extra = argv(command)
     env = {**os.environ, **extra, "PYRO_VAE_SMOKE": "1", "PYRO_VAE_DATA": str(data)}
-    if args[1:3] == ["-m", "pyro_vae"]:  # a real pyro-vae process, forked warm where it can be
+    # a real process of its own, forked warm where it can be
+    if args[1:3] == ["-m", "pyro_vae"]:
         done = run_cli(*args[3:], cwd=folder, env=env)
+    elif len(args) > 1 and args[1].endswith(".py"):
+        done = run_python(Path(args[1]), *args[2:], cwd=folder, env=env)
     else:
         done = subprocess.run(
             args, cwd=folder, env=env, capture_output=True, text=True, timeout=900

@@ -1,16 +1,17 @@
 """Real ``pyro-vae`` processes without paying the start-up each time.
 
 A fresh ``python -m pyro_vae`` spends 2-5 s importing torch, its compiler front end and Pyro
-before it reads its arguments; the suite starts about a hundred of them. This server imports
-those once and then, for each request, forks a child that is a real process of its own: its own
-working folder, environment, standard streams and exit code, running the console-script entry
-point (:func:`pyro_vae.cli.run`) exactly as ``python -m pyro_vae`` does, atexit handlers and
-all. Only what a process does *before* its imports differs; the tests of start-up itself (a
-signal during the imports, what ``import pyro_vae`` loads, the ``pyro-vae`` script) start fresh
-interpreters instead.
+before it reads its arguments; the suite starts well over a hundred of them. This server
+imports those once and then, for each request, forks a child that is a real process of its
+own: its own working folder, environment, standard streams and exit code, running the
+console-script entry point (:func:`pyro_vae.cli.run`) exactly as ``python -m pyro_vae`` does,
+atexit handlers and all, or a script (``python benchmarks/X.py``) as ``__main__``. Only what a
+process does *before* its imports differs; the tests of start-up itself (a signal during the
+imports, what ``import pyro_vae`` loads, the ``pyro-vae`` script) start fresh interpreters.
 
-Protocol (one JSON object a line): the client writes ``{"argv", "cwd", "env", "stdout",
-"stderr"}``; the server answers ``{"pid"}`` at once, then ``{"returncode"}`` when the child ends.
+Protocol, one JSON object a line: the client writes ``{"argv", "cwd", "env", "stdout",
+"stderr"}`` (and ``"script"`` for a script); the server answers ``{"pid"}`` at once, then
+``{"returncode"}`` when the child ends.
 """
 
 from __future__ import annotations
@@ -39,10 +40,17 @@ def _child(request: dict) -> None:
             handle = os.open(path, flags)
             os.dup2(handle, fd)
             os.close(handle)
-        sys.argv = ["pyro-vae", *request["argv"]]
-        from pyro_vae.cli import run
+        script = request.get("script")
+        if script:  # ``python SCRIPT ARGS``: its folder first on the path, as python puts it
+            sys.argv = [script, *request["argv"]]
+            sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+            _run_script(script)
+        else:
+            sys.argv = ["pyro-vae", *request["argv"]]
+            from pyro_vae.cli import run
 
-        run()
+            run()
+        code = 0
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
         if not isinstance(done.code, int | None):
@@ -52,6 +60,20 @@ def _child(request: dict) -> None:
         sys.stderr.flush()
         atexit._run_exitfuncs()
         os._exit(code)
+
+
+def _run_script(script: str) -> None:
+    """Run ``script`` as ``__main__``; an uncaught exception ends it as python does."""
+    import runpy
+    import traceback
+
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit:
+        raise
+    except BaseException:  # noqa: BLE001 - what the interpreter prints, then exit status 1
+        traceback.print_exc()
+        raise SystemExit(1) from None
 
 
 def serve() -> None:
