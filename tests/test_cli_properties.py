@@ -74,8 +74,8 @@ def one_epoch_smoke_budget(monkeypatch):
     monkeypatch.setenv(smoke.ENV, "1")
     capped = smoke.train_config
 
-    def one_epoch(config):
-        config = capped(config)
+    def one_epoch(config, *caps):
+        config = capped(config, *caps)
         return dataclasses.replace(config, epochs=1, batch_size=max(config.batch_size, 100))
 
     monkeypatch.setattr(smoke, "train_config", one_epoch)
