@@ -26,7 +26,7 @@ PRELOAD = ("pyro", "torch._dynamo", "pyro_vae.cli", "pyro_vae.training", "pyro_v
 
 
 def _child(request: dict) -> None:
-    """Become the requested ``pyro-vae`` process; never returns."""
+    """Become the requested process (``pyro-vae`` or a script); never returns."""
     code = 1
     try:
         os.chdir(request["cwd"])
@@ -40,6 +40,7 @@ def _child(request: dict) -> None:
             handle = os.open(path, flags)
             os.dup2(handle, fd)
             os.close(handle)
+        sys.stdin = open(os.devnull)  # not the server's buffered requests
         script = request.get("script")
         if script:  # ``python SCRIPT ARGS``: its folder first on the path, as python puts it
             sys.argv = [script, *request["argv"]]
@@ -55,6 +56,11 @@ def _child(request: dict) -> None:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
         if not isinstance(done.code, int | None):
             print(done.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001 - as the interpreter ends on an uncaught exception
+        import traceback
+
+        traceback.print_exc()
+        code = 1
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
