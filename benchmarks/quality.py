@@ -38,8 +38,8 @@ from pyro_vae.inference import evaluate
 
 from pyro_vae.checkpoint import latest_checkpoint, load_checkpoint, write_json, write_text
 from pyro_vae.config import TrainConfig
+from pyro_vae.core.errors import ConfigError, PyroVAEError, TrainingInterrupted
 from pyro_vae.data import evenly_spaced
-from pyro_vae.errors import ConfigError, PyroVAEError, TrainingInterrupted
 from pyro_vae.runs import load_run
 from pyro_vae.training import resume_config, train
 

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from pyro_vae.errors import ConfigError
+from pyro_vae.core.errors import ConfigError
 
 from .traced_loss import (
     Objective,

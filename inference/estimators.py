@@ -30,8 +30,8 @@ import torch
 from pyro import poutine
 from torch import nn
 
-from pyro_vae.errors import ConfigError
-from pyro_vae.validate import positive_int
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.validate import positive_int
 
 from .compiled_loss import CompiledModule
 from .svi import Program

@@ -4,7 +4,7 @@ A checkpoint is untrusted input: it may come from another configuration, another
 hand-edited file. :func:`check_fit_state` compares every part of it with what the fit would
 build — parameter names, shapes and dtypes, the optimizer's groups and per-parameter buffers,
 every random number generator's state, the history and the mid-epoch position — and raises
-one :class:`~pyro_vae.errors.CheckpointError` naming the first difference. Nothing is loaded
+one :class:`~pyro_vae.core.errors.CheckpointError` naming the first difference. Nothing is loaded
 or written before it has passed.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pyro_vae.errors import CheckpointError
+from pyro_vae.core.errors import CheckpointError
 
 #: Keys every fit state holds; ``position`` is there only when a fit stopped mid-epoch.
 STATE_KEYS = ("params", "optimizer", "rng", "history")

@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pyro_vae.errors import ConfigError
-from pyro_vae.registry import Registry
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.registry import Registry
 
 from .iwae import ImportanceWeightedELBO
 from .stuck import stuck

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyro_vae.models import GUIDES, VAE, GuideFamily
 
-from pyro_vae.errors import ConfigError
+from pyro_vae.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from .svi import SVIConfig

@@ -32,8 +32,8 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
-from pyro_vae.errors import ConfigError
-from pyro_vae.validate import positive_int
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.validate import positive_int
 
 from .stuck import stuck
 

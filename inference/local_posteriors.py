@@ -18,8 +18,8 @@ from pyro import poutine
 from pyro_vae.models import VAE
 from torch import nn
 
-from pyro_vae.errors import ConfigError
-from pyro_vae.validate import positive_float, positive_int
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.validate import positive_float, positive_int
 
 from .objectives import OBJECTIVES
 

@@ -38,9 +38,9 @@ from pyro_vae.models import VAE, WEIGHT_PRIORS, ModelSpec, Prior, local_params, 
 from pyro_vae.models.priors import FlatPrior
 from pyro_vae.models.weight_priors import check_point_estimate
 
-from pyro_vae.errors import ConfigError
-from pyro_vae.registry import Registry
-from pyro_vae.validate import nonnegative_int, positive_float, positive_int
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.registry import Registry
+from pyro_vae.core.validate import nonnegative_int, positive_float, positive_int
 
 from .guide_checks import check_guide
 from .nuts import nuts_latent

@@ -17,8 +17,8 @@ import torch
 from pyro.infer import MCMC, NUTS
 from pyro_vae.models import VAE
 
-from pyro_vae.errors import ConfigError
-from pyro_vae.validate import positive_int
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.validate import positive_int
 
 
 class LatentPosterior(NamedTuple):

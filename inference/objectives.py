@@ -22,7 +22,7 @@ import pyro.infer
 from pyro.infer import ELBO
 from pyro.poutine.messenger import Messenger
 
-from pyro_vae.registry import Registry
+from pyro_vae.core.registry import Registry
 
 from .iwae import ImportanceWeightedELBO, takes_particles
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 from pyro.optim.clipped_adam import ClippedAdam
 
-from pyro_vae.registry import Registry
+from pyro_vae.core.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
 

@@ -34,7 +34,7 @@ from pyro_vae.models import VAE, local_params
 from pyro_vae.models.vae import particle_plate
 from torch import nn
 
-from pyro_vae.errors import ConfigError
+from pyro_vae.core.errors import ConfigError
 
 
 def _require_weight_sites(vae: VAE, program: str) -> None:

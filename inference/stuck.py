@@ -12,7 +12,7 @@ import torch
 from pyro.distributions.torch_distribution import TorchDistribution
 from pyro.poutine.messenger import Messenger
 
-from pyro_vae.errors import ConfigError
+from pyro_vae.core.errors import ConfigError
 
 
 def detached(fn: TorchDistribution) -> TorchDistribution:

@@ -18,8 +18,8 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from pyro_vae.errors import ConfigError, DataError, TrainingDiverged, TrainingInterrupted
-from pyro_vae.validate import check_allocation, nonnegative_int, positive_float, positive_int
+from pyro_vae.core.errors import ConfigError, DataError, TrainingDiverged, TrainingInterrupted
+from pyro_vae.core.validate import check_allocation, nonnegative_int, positive_float, positive_int
 
 from . import rng_state
 from .compiled_loss import CompiledLoss
@@ -81,7 +81,7 @@ class SVIConfig:
         clip_grad_norm: Clip the gradients' total norm to this before each step (``None``:
             no clipping).
         on_divergence: What a non-finite loss or parameter does: ``"stop"`` raises
-            :class:`~pyro_vae.errors.TrainingDiverged` (the last good epoch's checkpoint stays);
+            :class:`TrainingDiverged` (the last good epoch's checkpoint stays);
             ``"rollback"`` restores the state at the start of the epoch, halves the learning
             rate and runs the epoch again (at most :data:`MAX_ROLLBACKS` times per fit).
         jit: Trace the loss with TorchScript (:class:`~.traced_loss.TracedLoss`): the same
@@ -256,7 +256,7 @@ def fit(
             (parameters, optimizer, RNGs, history) for checkpointing; also when
             ``should_stop`` ends a fit mid-epoch, with the state's ``position`` in the epoch.
         should_stop: Polled after every step; when it returns true the fit saves its state
-            through ``on_epoch`` and raises :class:`~pyro_vae.errors.TrainingInterrupted`.
+            through ``on_epoch`` and raises :class:`~pyro_vae.core.errors.TrainingInterrupted`.
             Resuming from that state ends with the parameters an uninterrupted fit would have.
         workers: This process's place in a data-parallel fit (see
             :mod:`~pyro_vae.inference.distributed`): each worker fits its shard with
@@ -527,7 +527,7 @@ def check_resume_state(
     config: SVIConfig,
     workers: Workers | None = None,
 ) -> None:
-    """Raise :class:`~pyro_vae.errors.CheckpointError` unless :func:`fit` can resume from
+    """Raise :class:`~pyro_vae.core.errors.CheckpointError` unless :func:`fit` can resume from
     ``state`` with these arguments. Loads nothing into the program and writes nothing."""
     workers = workers or Workers()
     _, optimizer, gen = _optimizer_and_generator(program, x, labels, config, seed=0)

@@ -29,7 +29,7 @@ import torch
 from pyro.infer import trace_elbo, trace_mean_field_elbo
 from torch import nn
 
-from pyro_vae.errors import ConfigError
+from pyro_vae.core.errors import ConfigError
 
 
 @contextlib.contextmanager

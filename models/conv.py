@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pyro_vae.errors import ConfigError
-from pyro_vae.validate import check_allocation, positive_int
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.validate import check_allocation, positive_int
 
 from .networks import NETWORKS, Networks
 

@@ -33,8 +33,8 @@ from pyro.nn import ConditionalAutoRegressiveNN
 from torch import nn
 from torch.nn.functional import softplus
 
-from pyro_vae.registry import Registry
-from pyro_vae.validate import nonnegative_int, positive_int
+from pyro_vae.core.registry import Registry
+from pyro_vae.core.validate import nonnegative_int, positive_int
 
 from .networks import MIN_SCALE
 

@@ -13,8 +13,8 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 from torch.nn.functional import logsigmoid
 
-from pyro_vae.errors import ConfigError, DataError
-from pyro_vae.registry import Registry
+from pyro_vae.core.errors import ConfigError, DataError
+from pyro_vae.core.registry import Registry
 
 #: Smallest scale the learned-scale likelihoods can reach; keeps the density bounded on pixel
 #: data with many identical values.
@@ -46,7 +46,7 @@ class Likelihood(PyroModule):
         return self(params).mean
 
     def check_data(self, x: torch.Tensor) -> None:
-        """Raise :class:`~pyro_vae.errors.DataError` unless every value of ``x`` is modelled."""
+        """Raise :class:`DataError` unless every value of ``x`` is modelled."""
         if not torch.isfinite(x).all():
             raise DataError("data contain NaN or infinite values")
         if self.support == "binary" and not ((x == 0) | (x == 1)).all():

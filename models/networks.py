@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pyro_vae.registry import Registry
+from pyro_vae.core.registry import Registry
 
 #: Added to the encoder's softplus scale so q(z|x) never degenerates.
 MIN_SCALE = 1e-6

@@ -16,9 +16,9 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 from torch import nn
 
-from pyro_vae.errors import ConfigError, DataError
-from pyro_vae.registry import Registry
-from pyro_vae.validate import positive_float, positive_int
+from pyro_vae.core.errors import ConfigError, DataError
+from pyro_vae.core.registry import Registry
+from pyro_vae.core.validate import positive_float, positive_int
 
 from .mixtures import ComponentMixture, DiagonalNormalMixture
 

@@ -23,7 +23,7 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 from torch import nn
 
-from pyro_vae.validate import nonnegative_int, positive_float, positive_int
+from pyro_vae.core.validate import nonnegative_int, positive_float, positive_int
 
 from .guides import GUIDES, GuideFamily, LocalParameters
 

@@ -21,8 +21,8 @@ from pyro import poutine
 from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
-from pyro_vae.errors import ConfigError
-from pyro_vae.validate import check_allocation
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.validate import check_allocation
 
 from .guides import GUIDES, EncoderGuide, GuideFamily, moments
 from .likelihoods import LIKELIHOODS, Likelihood

@@ -24,9 +24,9 @@ from pyro.nn import PyroModule, PyroParam, PyroSample
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
-from pyro_vae.errors import ConfigError
-from pyro_vae.registry import Registry
-from pyro_vae.validate import positive_float
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.registry import Registry
+from pyro_vae.core.validate import positive_float
 
 
 class WeightPrior(PyroModule):

@@ -33,7 +33,7 @@ _EXPORTS = {
     "DATASETS": "pyro_vae.data",
     "Dataset": "pyro_vae.data",
     "load_dataset": "pyro_vae.data",
-    "PyroVAEError": "pyro_vae.errors",
+    "PyroVAEError": "pyro_vae.core.errors",
     "resume_config": "pyro_vae.training",
     "train": "pyro_vae.training",
 }
@@ -77,6 +77,6 @@ if TYPE_CHECKING:
     from pyro_vae.models import LIKELIHOODS, PRIORS, VAE, build_vae
 
     from .config import TrainConfig
+    from .core.errors import PyroVAEError
     from .data import BINARIZATIONS, DATASETS, Dataset, load_dataset
-    from .errors import PyroVAEError
     from .training import resume_config, train

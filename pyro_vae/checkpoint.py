@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import torch
 
-from .errors import CheckpointError
+from .core.errors import CheckpointError
 
 FORMAT = "pyro-vae/checkpoint"
 VERSION = 1

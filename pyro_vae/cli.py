@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import smoke
-from .errors import ConfigError, PyroVAEError, TrainingInterrupted
+from .core.errors import ConfigError, PyroVAEError, TrainingInterrupted
 
 
 class _Parser(argparse.ArgumentParser):

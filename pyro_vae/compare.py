@@ -26,9 +26,10 @@ from pyro_vae.models import GUIDES, PRIORS, WEIGHT_PRIORS
 from . import arviz_bridge, plots
 from .checkpoint import write_json, write_text
 from .config import TrainConfig
+from .core.errors import ConfigError
+from .core.validate import check_allocation, nonnegative_int, positive_int
 from .data import TEST_BINARIZATION_SEED
 from .diagnostics import MIN_IS_SAMPLES, elpd_comparison, pareto_diagnostics, posterior_collapse
-from .errors import ConfigError
 from .run_folder import (
     TRAIN_ELBO_SAMPLES,
     RunData,
@@ -37,7 +38,6 @@ from .run_folder import (
     run_data,
     versions,
 )
-from .validate import check_allocation, nonnegative_int, positive_int
 
 
 def all_methods() -> tuple[str, ...]:

@@ -12,9 +12,9 @@ from pyro_vae.inference.guide_checks import check_guide
 from pyro_vae.models import GUIDES, LAYERS, LIKELIHOODS, NETWORKS, PRIORS, WEIGHT_PRIORS, ModelSpec
 from pyro_vae.models.weight_priors import check_point_estimate
 
+from .core.errors import ConfigError
+from .core.validate import nonnegative_float, nonnegative_int, positive_int
 from .data import BINARIZATIONS, DATASETS, check_dataset
-from .errors import ConfigError
-from .validate import nonnegative_float, nonnegative_int, positive_int
 
 
 def option(default: Any, help: str, **extra: Any) -> Any:

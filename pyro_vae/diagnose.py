@@ -17,13 +17,13 @@ import torch
 from . import arviz_bridge
 from .checkpoint import write_json, write_text
 from .config import option
+from .core.errors import CheckpointError, ConfigError
+from .core.validate import check_allocation, nonnegative_int, positive_int
 from .data import evenly_spaced
 from .diagnose_sections import SECTIONS, Diagnosis
 from .diagnostics import MIN_IS_SAMPLES
-from .errors import CheckpointError, ConfigError
 from .run_folder import check_out_dir, claimed_out_dir, versions
 from .runs import Run, load_run
-from .validate import check_allocation, nonnegative_int, positive_int
 
 
 @dataclass

@@ -30,8 +30,8 @@ from pyro_vae.inference.svi import Program
 from pyro_vae.models import VAE, moments
 
 from . import arviz_bridge
-from .errors import ConfigError
-from .validate import positive_float, positive_int
+from .core.errors import ConfigError
+from .core.validate import positive_float, positive_int
 
 #: Fewest importance samples per image that k-hat is estimated from. PSIS fits the Pareto
 #: tail to the largest min(K/5, 3 sqrt K) weights (Vehtari et al. 2024); at K = 20 that is 4,

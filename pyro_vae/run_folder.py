@@ -24,8 +24,8 @@ import torch
 
 from .checkpoint import latest_checkpoint
 from .config import TrainConfig, check_device
+from .core.errors import CheckpointError, ConfigError
 from .data import BINARIZATIONS, Binarization, Dataset, load_dataset
-from .errors import CheckpointError, ConfigError
 from .folders import missing_folders, remove_empty
 
 #: Draws per training image for the reported train ELBO.

@@ -18,8 +18,8 @@ from pyro_vae.models import VAE
 
 from .checkpoint import latest_checkpoint, load_checkpoint, run_parts
 from .config import TrainConfig
+from .core.errors import CheckpointError, ConfigError
 from .data import Dataset
-from .errors import CheckpointError, ConfigError
 from .run_folder import RunData, run_data
 
 

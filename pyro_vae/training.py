@@ -38,8 +38,8 @@ from .checkpoint import (
     write_json,
 )
 from .config import TrainConfig, check_device
+from .core.errors import CheckpointError, ConfigError, TrainingInterrupted
 from .data import TEST_BINARIZATION_SEED
-from .errors import CheckpointError, ConfigError, TrainingInterrupted
 from .run_folder import (
     TRAIN_ELBO_SAMPLES,
     RunData,

@@ -9,7 +9,7 @@ from common import run_cli
 
 from pyro_vae.cli import main
 from pyro_vae.compare import all_methods, preset_config
-from pyro_vae.errors import ConfigError
+from pyro_vae.core.errors import ConfigError
 
 #: A grid of seconds: every method, two priors, two seeds, tiny networks.
 TINY_COMPARE = [

@@ -4,8 +4,8 @@ import pytest
 import torch
 from common import write_fake_mnist
 
+from pyro_vae.core.errors import DataError, UnknownNameError
 from pyro_vae.data import BINARIZATIONS, DATASETS, load_dataset
-from pyro_vae.errors import DataError, UnknownNameError
 
 
 @pytest.fixture(scope="module")

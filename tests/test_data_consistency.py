@@ -7,8 +7,8 @@ import pytest
 import torch
 from common import TINY, run_cli, write_fake_mnist, write_idx
 
+from pyro_vae.core.errors import DataError
 from pyro_vae.data import Dataset, load_dataset
-from pyro_vae.errors import DataError
 
 
 def _data(**changes):

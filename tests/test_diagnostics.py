@@ -18,6 +18,7 @@ from pyro_vae.inference import SVIConfig, evaluate, fit
 from pyro_vae.models import PRIORS, build_vae
 
 from pyro_vae import arviz_bridge
+from pyro_vae.core.errors import ConfigError
 from pyro_vae.diagnostics import (
     MIN_IS_SAMPLES,
     aggregate_posterior,
@@ -27,7 +28,6 @@ from pyro_vae.diagnostics import (
     posterior_collapse,
     vi_against_nuts,
 )
-from pyro_vae.errors import ConfigError
 
 #: k-hat of ArviZ 0.23's psislw on the log weights of test_psis_is_the_same_with_either_arviz_line.
 PSIS_KHAT_REFERENCE = [0.4117, 0.5550, 0.8351]

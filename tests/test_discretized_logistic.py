@@ -7,7 +7,7 @@ from pyro_vae.inference import SVIConfig, fit
 from pyro_vae.models import LIKELIHOODS, build_vae
 from pyro_vae.models.likelihoods import DiscretizedLogistic
 
-from pyro_vae.errors import DataError
+from pyro_vae.core.errors import DataError
 
 LEVELS = torch.arange(256, dtype=torch.float64) / 255
 

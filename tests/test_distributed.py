@@ -106,7 +106,7 @@ def test_batch_must_split_evenly_over_workers():
     from pyro_vae.inference.distributed import Workers
     from pyro_vae.models import build_vae
 
-    from pyro_vae.errors import ConfigError
+    from pyro_vae.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="multiple of the 3 workers"):
         fit(

@@ -15,7 +15,7 @@ from pyro_vae.models import PRIORS, Prior
 
 from pyro_vae import TrainConfig, train
 from pyro_vae.compare import CompareConfig, compare
-from pyro_vae.errors import ConfigError
+from pyro_vae.core.errors import ConfigError
 from pyro_vae.runs import load_run
 
 TINY = {"epochs": 1, "hidden": (16,), "latent_dim": 2, "batch_size": 500, "is_samples": 5}

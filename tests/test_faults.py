@@ -17,8 +17,8 @@ from pyro_vae.checkpoint import (
     load_checkpoint,
     save_rotating,
 )
+from pyro_vae.core.errors import DataError, TrainingDiverged, TrainingInterrupted
 from pyro_vae.data import BINARIZATIONS, load_dataset
-from pyro_vae.errors import DataError, TrainingDiverged, TrainingInterrupted
 
 #: Pyro warns about the NaN loss these tests cause on purpose.
 nan_warning = pytest.mark.filterwarnings("ignore:Encountered NaN")

@@ -6,8 +6,8 @@ from pyro_vae.inference import OBJECTIVES, OPTIMIZERS, SVIConfig, evaluate, fit
 from pyro_vae.inference.estimators import MAX_ELEMENTS, chunk_shape
 from pyro_vae.models import build_vae
 
+from pyro_vae.core.errors import ConfigError, UnknownNameError
 from pyro_vae.data import BINARIZATIONS, load_dataset
-from pyro_vae.errors import ConfigError, UnknownNameError
 
 
 @pytest.fixture(scope="module")

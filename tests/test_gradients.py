@@ -15,7 +15,7 @@ from pyro_vae.inference.gradients import GRADIENTS
 from pyro_vae.inference.iwae import ImportanceWeightedELBO
 from pyro_vae.models import moments
 
-from pyro_vae.errors import ConfigError
+from pyro_vae.core.errors import ConfigError
 
 DRAWS = 200
 

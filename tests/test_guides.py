@@ -18,8 +18,8 @@ from pyro_vae.models.networks import MIN_SCALE
 from torch.distributions import transform_to
 
 from pyro_vae.cli import main
+from pyro_vae.core.errors import ConfigError
 from pyro_vae.diagnostics import inference_gaps, pareto_diagnostics
-from pyro_vae.errors import ConfigError
 from pyro_vae.runs import load_run
 
 #: Small options per family, so every test stays quick.

@@ -8,7 +8,7 @@ import time
 import pytest
 from common import TINY, write_fake_mnist
 
-import pyro_vae.data as data_module
+import pyro_vae.data.mnist as mnist_module
 from pyro_vae.data import load_dataset
 
 #: Moments after start: in start-up imports, in data loading and model building, in training.
@@ -51,7 +51,7 @@ def test_an_interrupt_while_decompressing_leaves_no_partial_file(tmp_path, monke
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data_module.shutil, "copyfileobj", interrupted)
+    monkeypatch.setattr(mnist_module.shutil, "copyfileobj", interrupted)
     cache = tmp_path / "cache"
     with pytest.raises(KeyboardInterrupt):
         load_dataset("fashion-mnist", data_dir=cache.parent, system_dir=source, download=False)
@@ -62,6 +62,6 @@ def test_an_interrupt_while_decompressing_leaves_no_partial_file(tmp_path, monke
 def test_a_failed_look_up_leaves_no_empty_cache_folders(tmp_path):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    with pytest.raises(data_module.DataError, match="not found"):
+    with pytest.raises(mnist_module.DataError, match="not found"):
         load_dataset("mnist", data_dir=data_dir, download=False)
     assert list(data_dir.iterdir()) == []

@@ -12,7 +12,7 @@ from pyro_vae.inference.iwae import ImportanceWeightedELBO, takes_particles
 from pyro_vae.inference.programs import BayesianDecoder, PointWeights, PriorProposal
 from pyro_vae.models import PRIORS, build_vae
 
-from pyro_vae.errors import ConfigError
+from pyro_vae.core.errors import ConfigError
 
 
 def spoilt_ppca_vae(small_ppca):

@@ -22,8 +22,8 @@ from pyro_vae.models import PRIORS, moments
 
 from pyro_vae import arviz_bridge
 from pyro_vae.compare import _add_elpd, _row
+from pyro_vae.core.errors import ConfigError, UnknownNameError
 from pyro_vae.diagnostics import vi_against_nuts
-from pyro_vae.errors import ConfigError, UnknownNameError
 
 #: Options that keep every method quick.
 TINY_OPTIONS = {"nuts-latent": {"images": 2, "draws": 15, "warmup": 15}}

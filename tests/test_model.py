@@ -14,8 +14,8 @@ from pyro_vae.models.likelihoods import BinaryBernoulli
 from pyro_vae.models.networks import GatedLinear
 from torch.distributions import kl_divergence
 
+from pyro_vae.core.errors import ConfigError, DataError, UnknownNameError
 from pyro_vae.data import load_dataset
-from pyro_vae.errors import ConfigError, DataError, UnknownNameError
 
 DATA_FOR = {  # data each likelihood accepts, and data it must refuse
     "bernoulli": (

@@ -15,7 +15,7 @@ from pyro_vae.models.conv import ConvBody
 from torch import nn
 
 from pyro_vae.cli import main
-from pyro_vae.errors import ConfigError
+from pyro_vae.core.errors import ConfigError
 from pyro_vae.runs import load_run
 
 CONV = {"channels": [4, 8], "width": 16}

@@ -10,12 +10,11 @@ from hypothesis import strategies as st
 from pyro_vae.inference.methods import METHODS
 from pyro_vae.models import GUIDES, LIKELIHOODS, NETWORKS, PRIORS, WEIGHT_PRIORS
 
-from pyro_vae.data import DATASETS
-from pyro_vae.errors import ConfigError
-from pyro_vae.files import FILE_LOADERS
-from pyro_vae.registry import IntSequence, check_option_types, option_types
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.registry import IntSequence, check_option_types, option_types
+from pyro_vae.data import DATASETS, FILE_FORMATS
 
-FAMILIES = [PRIORS, LIKELIHOODS, WEIGHT_PRIORS, METHODS, DATASETS, GUIDES, NETWORKS, FILE_LOADERS]
+FAMILIES = [PRIORS, LIKELIHOODS, WEIGHT_PRIORS, METHODS, DATASETS, GUIDES, NETWORKS, FILE_FORMATS]
 MEMBERS = [(family, name) for family in FAMILIES for name in sorted(family)]
 #: A value of the wrong kind for each declared type, and a right one.
 WRONG = {bool: ["False", 1, 0.0], int: [2.5, "3", True, math.nan], float: ["abc", math.nan,

@@ -10,8 +10,8 @@ import torch
 from common import colour_images, run_cli, write_image_folder, write_npz
 
 from pyro_vae.cli import main
+from pyro_vae.core.errors import DataError
 from pyro_vae.data import Dataset, load_dataset
-from pyro_vae.errors import DataError
 
 # ----------------------------------------------------------------------------- from Python
 

@@ -13,8 +13,8 @@ from pyro_vae.models import PRIORS, build_vae, moments
 from torch.distributions import kl_divergence
 
 from pyro_vae.cli import main
+from pyro_vae.core.errors import ConfigError, DataError
 from pyro_vae.data import BINARIZATIONS, load_dataset
-from pyro_vae.errors import ConfigError, DataError
 
 ALL = sorted(PRIORS)
 LABELS = torch.arange(5) % 4

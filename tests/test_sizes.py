@@ -9,9 +9,9 @@ from pyro_vae.models.conv import conv_parameters
 from pyro_vae.models.networks import mlp_parameters
 
 from pyro_vae.config import TrainConfig
+from pyro_vae.core.errors import ConfigError
+from pyro_vae.core.validate import MAX_INT, check_allocation, memory_bytes
 from pyro_vae.diagnose import DiagnoseConfig
-from pyro_vae.errors import ConfigError
-from pyro_vae.validate import MAX_INT, check_allocation, memory_bytes
 
 HUGE = 10**20  # 20 digits
 

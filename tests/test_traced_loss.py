@@ -12,7 +12,7 @@ from pyro_vae.inference.traced_loss import TracedLoss
 from pyro_vae.models import PRIORS, build_vae
 
 from pyro_vae.cli import main
-from pyro_vae.errors import ConfigError
+from pyro_vae.core.errors import ConfigError
 
 N, BATCH = 40, 8
 #: The two ways of recording the loss once; each must equal eager Pyro.

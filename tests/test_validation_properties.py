@@ -12,10 +12,10 @@ from pyro_vae.models import LIKELIHOODS, PRIORS, WEIGHT_PRIORS
 
 from pyro_vae.cli import _key_value
 from pyro_vae.config import TrainConfig, check_device
+from pyro_vae.core.errors import ConfigError, UnknownNameError
+from pyro_vae.core.validate import MAX_INT, nonnegative_int, positive_float, positive_int
 from pyro_vae.diagnose import DiagnoseConfig
 from pyro_vae.diagnostics import MIN_IS_SAMPLES
-from pyro_vae.errors import ConfigError, UnknownNameError
-from pyro_vae.validate import MAX_INT, nonnegative_int, positive_float, positive_int
 
 settings.register_profile("pyro-vae", max_examples=60, deadline=None)
 settings.load_profile("pyro-vae")

@@ -13,7 +13,7 @@ from pyro_vae.inference.methods import METHODS, ModelSpec, Problem
 from pyro_vae.inference.programs import PointLatents, PointWeights
 from pyro_vae.models import WEIGHT_PRIORS, build_vae
 
-from pyro_vae.errors import ConfigError, UnknownNameError
+from pyro_vae.core.errors import ConfigError, UnknownNameError
 
 
 def tiny_vae(weight_prior, **options):

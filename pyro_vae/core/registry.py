@@ -18,7 +18,7 @@ F = TypeVar("F", bound=Callable)
 class Registry(dict[str, F], Generic[F]):
     """A ``dict`` of factories keyed by name.
 
-    ``registry[name]`` raises :class:`~pyro_vae.errors.UnknownNameError` naming the kind of
+    ``registry[name]`` raises :class:`~pyro_vae.core.errors.UnknownNameError` naming the kind of
     thing and every valid name, so a typo on the command line or in Python reads the same.
 
     Args:

@@ -1,4 +1,4 @@
-"""Checks of single values; each raises :class:`~pyro_vae.errors.ConfigError` naming the option."""
+"""Checks of single values; each raises :class:`~.errors.ConfigError` naming the option."""
 
 from __future__ import annotations
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .data import DATASETS, Dataset, default_data_dir
-from .errors import DataError
-from .folders import removed_if_failed
+from ..core.errors import DataError
+from ..folders import removed_if_failed
+from .dataset import Dataset
+from .sources import DATASETS, default_data_dir
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))

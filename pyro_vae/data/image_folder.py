@@ -1,89 +1,24 @@
-"""Data sets from the user's own files: a ``.npz`` archive of arrays, or a folder of images in
-class subfolders. ``--dataset PATH`` takes either; both become a :class:`~.data.Dataset`
-checked like the built-in sets, with the file's SHA-256 (or the folder's file list) recorded.
-"""
+"""The user's own images: a folder of class subfolders (torchvision's ``ImageFolder`` layout),
+labels in the sorted order of the class names, split stratified and deterministically."""
 
 from __future__ import annotations
 
-import hashlib
-import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .data import Dataset, stratified_split
-from .errors import DataError
-from .registry import Registry
-from .validate import positive_int
+from ..core.errors import DataError
+from ..core.validate import positive_int
+from .dataset import Dataset, stratified_split
+from .sources import file_format
 
-#: The arrays a ``.npz`` data set may hold.
-NPZ_ARRAYS = ("train", "test", "train_labels", "test_labels")
 #: Image files an image folder may hold (by suffix, lower case).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-def file_dataset(name: str, **options: Any) -> Dataset:
-    """The data set at path ``name``: a ``.npz`` archive or an image folder."""
-    path = Path(name).expanduser()
-    if path.suffix == ".npz":
-        if options:
-            raise DataError(f"a .npz data set takes no options, not {', '.join(sorted(options))}")
-        return npz_dataset(path)
-    if path.is_dir():
-        return image_folder_dataset(path, **options)
-    raise DataError(f"data set {name!r}: no such .npz file or image folder")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def npz_dataset(path: Path) -> Dataset:
-    """Arrays ``train`` and ``test`` (and optionally ``train_labels``, ``test_labels``) from a
-    ``.npz`` file, read without unpickling anything."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            names = set(archive.files)
-            missing = sorted({"train", "test"} - names)
-            unknown = sorted(names - set(NPZ_ARRAYS))
-            if missing or unknown:
-                what = (
-                    f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(unknown)}"
-                )
-                raise DataError(
-                    f"{path}: a .npz data set holds the arrays {', '.join(NPZ_ARRAYS)} "
-                    f"(labels optional); {what}"
-                )
-            arrays = {name: archive[name] for name in names}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"cannot read {path} as a .npz data set: {err}") from None
-    info = {
-        "source": str(path),
-        "sha256": _sha256(path),
-        "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in arrays.items()},
-    }
-    return Dataset.from_arrays(
-        path.name,
-        arrays["train"],
-        arrays["test"],
-        arrays.get("train_labels"),
-        arrays.get("test_labels"),
-        info=info,
-    )
-
-
-#: The loaders of data sets at a path, by kind (their options are checked like any family's).
-FILE_LOADERS: Registry[Callable[..., Dataset]] = Registry("data file kind", positional=1)
-
-
-@FILE_LOADERS.register("image folder")
+@file_format("image folder", describes="an image folder", matches=Path.is_dir)
 def image_folder_dataset(
     root: Path, image_size: int | None = None, test_per_class: int | None = None, seed: int = 0
 ) -> Dataset:
