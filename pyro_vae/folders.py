@@ -1,7 +1,10 @@
-"""Folders a command creates, and taking them away again when it fails."""
+"""Folders a command creates, taking them away again when it fails, and files that are not
+regular files."""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,3 +39,22 @@ def removed_if_failed(path: Path) -> Iterator[None]:
     except BaseException:
         remove_empty(created)
         raise
+
+
+#: What a file that is not a regular file or folder is, by its ``stat`` type.
+_SPECIAL = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def special_kind(path: Path) -> str | None:
+    """What ``path`` (links followed) is if it exists but is neither a regular file nor a
+    folder: reading such a file can block forever or never end. ``None`` otherwise."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return next((words for test, words in _SPECIAL if test(mode)), None)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from .errors import ConfigError, UnknownNameError
+from .validate import MAX_INT
 
 F = TypeVar("F", bound=Callable)
 
@@ -80,7 +81,10 @@ class Registry(dict[str, F], Generic[F]):
 #: What each simple option type accepts, and how a refusal names it.
 _ACCEPTS: dict[type, tuple[Callable[[Any], bool], str]] = {
     bool: (lambda v: isinstance(v, bool), "true or false"),
-    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    int: (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and abs(v) <= MAX_INT,
+        "an integer of at most 2^31 - 1 in size",
+    ),
     float: (
         lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
         "a finite number",

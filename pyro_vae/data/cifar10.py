@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import DataError
-from ..folders import removed_if_failed
+from ..folders import removed_if_failed, special_kind
+from .arrays import check_labels_dtype
 from .dataset import Dataset
 from .sources import DATASETS, default_data_dir
 
@@ -40,18 +41,34 @@ class _ArraysOnly(pickle.Unpickler):
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``(N, 3, 32, 32)`` uint8 and labels ``(N,)`` of one batch file."""
+    """Images ``(N, 3, 32, 32)`` uint8 and labels ``(N,)`` of one batch file.
+
+    The pixels must be stored as uint8 (as in the published batches) and the labels as
+    integers: other element types are refused by name, never cast.
+    """
+    kind = special_kind(path)
+    if kind:
+        raise DataError(f"CIFAR-10 batch {path} is {kind}, not a file")
     try:
         with path.open("rb") as handle:
             batch = _ArraysOnly(handle, encoding="bytes").load()
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
-        images = data.reshape(len(data), 3, 32, 32)
+        data = np.asarray(batch[b"data"])
+        labels = np.asarray(batch[b"labels"])
     except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as err:
         raise DataError(f"cannot read CIFAR-10 batch {path}: {err}") from None
-    if len(labels) != len(images):
-        raise DataError(f"{path}: {len(labels)} labels for {len(images)} images")
-    return images, labels
+    if data.dtype != np.uint8:
+        raise DataError(
+            f"CIFAR-10 batch {path} holds {data.dtype} pixels; its pixels are uint8 (0..255)"
+        )
+    check_labels_dtype(f"the labels of CIFAR-10 batch {path}", labels.dtype)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.ndim != 1:
+        raise DataError(
+            f"CIFAR-10 batch {path} holds pixels of shape {data.shape} and labels of shape "
+            f"{labels.shape}; expected (N, 3072) and (N,)"
+        )
+    if len(labels) != len(data):
+        raise DataError(f"{path}: {len(labels)} labels for {len(data)} images")
+    return data.reshape(len(data), 3, 32, 32), labels.astype(np.int64)
 
 
 def _download(root: Path) -> None:

@@ -3,13 +3,15 @@ selections (stratified split, evenly spaced subset) that sources and diagnostics
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
-from ..core.errors import DataError
+from ..core.errors import ConfigError, DataError
+from ..core.validate import positive_int
+from .arrays import image_rows, label_vector
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Dataset:
     image_shape: tuple[int, ...] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     num_classes: int | None = None
+    _sha256: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_images(self)
@@ -65,8 +68,8 @@ class Dataset:
             num_classes: Classes the labels come from (default: the largest label + 1).
             info: Provenance recorded in ``metrics.json``.
         """
-        train_x, shape = _as_rows(name, "training", train)
-        test_x, test_shape = _as_rows(name, "test", test)
+        train_x, shape, train_last = image_rows(name, "training", train)
+        test_x, test_shape, test_last = image_rows(name, "test", test)
         if shape != test_shape:
             raise DataError(
                 f"{name}: training datapoints have shape {shape or train_x.shape[1:]}, test "
@@ -76,10 +79,10 @@ class Dataset:
             name,
             train_x,
             test_x,
-            _as_labels(name, "training", train_labels),
-            _as_labels(name, "test", test_labels),
+            label_vector(name, "training", train_labels),
+            label_vector(name, "test", test_labels),
             shape,
-            dict(info or {}),
+            _with_layout(info, train_last or test_last),
             num_classes=num_classes,
         )
 
@@ -91,38 +94,31 @@ class Dataset:
     def has_labels(self) -> bool:
         return self.train_labels is not None
 
+    def content_sha256(self) -> str:
+        """SHA-256 of the values a model sees: both splits' data and labels (their shapes,
+        element types and bytes) and the image shape; computed once.
 
-def _as_rows(name: str, split: str, array: Any) -> tuple[torch.Tensor, tuple[int, ...] | None]:
-    """Flat float rows and the image shape (``None`` for features) of one split's array."""
-    x = torch.as_tensor(np.asarray(array)) if not isinstance(array, torch.Tensor) else array
-    if x.dim() not in (2, 3, 4):
-        raise DataError(
-            f"{name}: the {split} data must be (N, D) features or (N, H, W) / (N, C, H, W) "
-            f"images, not shape {tuple(x.shape)}"
-        )
-    if x.dtype == torch.uint8:
-        x = x.float() / 255.0
-    elif x.dtype == torch.bool:
-        x = x.float()
-    elif x.is_floating_point():
-        x = x.float()
-    else:
-        raise DataError(
-            f"{name}: the {split} data are {x.dtype}; give uint8 images (0..255) or floats"
-        )
-    shape = tuple(x.shape[1:]) if x.dim() > 2 else None
-    if shape is not None and len(shape) == 3 and shape[0] == 1:
-        shape = shape[1:]  # one channel: a grey image
-    return x.reshape(len(x), -1), shape
+        Two loads of the same data give the same fingerprint; any changed value, a label
+        added or removed, or a new split gives another, whatever file format held them.
+        """
+        if self._sha256 is None:
+            digest = hashlib.sha256(repr(self.image_shape).encode())
+            for part in (self.train_x, self.test_x, self.train_labels, self.test_labels):
+                if part is None:
+                    digest.update(b"none")
+                    continue
+                array = part.detach().cpu().contiguous().numpy()
+                digest.update(f"{array.dtype.str}{array.shape}".encode())
+                digest.update(memoryview(array).cast("B"))
+            self._sha256 = digest.hexdigest()
+        return self._sha256
 
 
-def _as_labels(name: str, split: str, labels: Any) -> torch.Tensor | None:
-    if labels is None:
-        return None
-    y = torch.as_tensor(np.asarray(labels)) if not isinstance(labels, torch.Tensor) else labels
-    if y.is_floating_point() or y.dtype == torch.bool:
-        raise DataError(f"{name}: the {split} labels must be integers, not {y.dtype}")
-    return y.long()
+def _with_layout(info: dict[str, Any] | None, channels_last: bool) -> dict[str, Any]:
+    info = dict(info or {})
+    if channels_last:
+        info["layout"] = "channels-last (N, H, W, C), read as (N, C, H, W)"
+    return info
 
 
 def _check_images(data: Dataset) -> None:
@@ -131,6 +127,11 @@ def _check_images(data: Dataset) -> None:
             raise DataError(f"{data.name}: the {split} data must be a 2-D float tensor")
         if len(x) == 0:
             raise DataError(f"{data.name}: the {split} data are empty")
+        if x.shape[1] == 0:
+            raise DataError(
+                f"{data.name}: the {split} datapoints have no values (shape "
+                f"{data.image_shape or (0,)}); a datapoint needs at least one"
+            )
         if not torch.isfinite(x).all():
             raise DataError(f"{data.name}: the {split} data contain NaN or infinite values")
     if data.train_x.shape[1] != data.test_x.shape[1]:
@@ -150,6 +151,11 @@ def _check_labels(data: Dataset) -> int:
             raise DataError(f"{data.name}: the {split} labels must be a 1-D integer tensor")
         if len(y) != len(x):
             raise DataError(f"{data.name}: {len(y)} {split} labels for {len(x)} {split} datapoints")
+    if data.num_classes is not None:
+        try:
+            positive_int("num_classes", data.num_classes)
+        except ConfigError as err:
+            raise DataError(f"{data.name}: {err}") from None
     seen = torch.unique(data.train_labels).tolist()
     classes = data.num_classes if data.num_classes is not None else int(seen[-1]) + 1
     for split, y in (("training", data.train_labels), ("test", data.test_labels)):
@@ -160,7 +166,7 @@ def _check_labels(data: Dataset) -> int:
                 f"they must lie in 0..{classes - 1}"
             )
     if data.num_classes is None and len(seen) != classes:
-        missing = sorted(set(range(classes)) - set(seen))[:5]
+        missing = _first_missing(seen, count=5)
         raise DataError(
             f"{data.name}: training labels run to {classes - 1} but lack class(es) "
             f"{', '.join(map(str, missing))}; labels must be 0..C-1 with every class present"
@@ -172,6 +178,21 @@ def _check_labels(data: Dataset) -> int:
             "training data do not have"
         )
     return classes
+
+
+def _first_missing(seen: list[int], count: int) -> list[int]:
+    """The first ``count`` integers from 0 not in ``seen`` (sorted, distinct, non-negative),
+    found without enumerating the range, whose end may be as large as a label."""
+    missing: list[int] = []
+    expected = 0
+    for value in seen:
+        while expected < value and len(missing) < count:
+            missing.append(expected)
+            expected += 1
+        if len(missing) == count:
+            break
+        expected = value + 1
+    return missing
 
 
 def stratified_split(y: torch.Tensor, test_per_class: int, seed: int) -> tuple[torch.Tensor, ...]:

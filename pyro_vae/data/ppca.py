@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..core.errors import ConfigError
+from ..core.validate import check_allocation, nonnegative_int
 from .dataset import Dataset
 from .sources import DATASETS
 
@@ -35,6 +36,8 @@ def ppca(
     }.items():
         if not (isinstance(value, int) and value > 0):
             raise ConfigError(f"ppca: {key} must be a positive integer, not {value!r}")
+    nonnegative_int("seed", seed)
+    check_allocation("ppca's data", (num_train + num_test) * data_dim, 8 + 4)
     if latent_dim >= data_dim:
         raise ConfigError("ppca: latent_dim must be smaller than data_dim")
     if not (isinstance(noise, float | int) and noise > 0 and math.isfinite(noise)):
