@@ -224,7 +224,18 @@ def _point_estimate_svi(problem: Problem, method: str) -> SVIConfig:
         raise ConfigError(
             f"{method} is a point estimate; objective {svi.objective!r} does not apply"
         )
-    return replace(svi, objective="elbo", gradient="reparam")  # no guide q to stick
+    _refuse_gradient(problem, method, "is a point estimate")
+    return replace(svi, objective="elbo")
+
+
+def _refuse_gradient(problem: Problem, method: str, why: str) -> None:
+    """A gradient estimator other than ``reparam`` changes how q's gradient is taken; a method
+    that fits no q(z|x) would record it and ignore it."""
+    if problem.svi.gradient != "reparam":
+        raise ConfigError(
+            f"{method} {why} with no q(z|x) to fit: gradient {problem.svi.gradient!r} does not "
+            "apply to it (leave --gradient at reparam)"
+        )
 
 
 def _refuse_encoder_prior(prior: Prior, method: str) -> None:
@@ -392,13 +403,13 @@ def mle_prior_mc(particles: int = 10) -> Runner:
                 f"not particles={problem.svi.particles}"
             )
         _refuse_learnable_prior(prior, name, "draws z from the prior and never fits it")
+        _refuse_gradient(problem, name, "draws z from the prior")
 
     def run(problem: Problem, reference: MethodResult | None) -> MethodResult:
         start = time.perf_counter()
         vae = problem.build(None)
         program = PriorProposal(vae)
-        # the proposal is the prior, which this method never fits: no guide gradient to change
-        svi = replace(problem.svi, objective="iwae", gradient="reparam", particles=particles)
+        svi = replace(problem.svi, objective="iwae", particles=particles)
         history = _fit(program, problem, svi)
         result = _with_proposal(name, program, vae, history, problem, start)
         result.details = {**result.details, "particles": particles}

@@ -20,6 +20,7 @@ from typing import IO, Any
 import torch
 
 from .core.errors import CheckpointError
+from .folders import special_kind
 
 FORMAT = "pyro-vae/checkpoint"
 VERSION = 1
@@ -159,11 +160,25 @@ def _unsupported_global(message: str) -> str:
     return f" (it refers to {match.group(1)})" if match else ""
 
 
+def _starts_like_a_zip(path: Path) -> bool:
+    """Whether the file begins as ``torch.save``'s archives do (a zip file)."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(4) == b"PK\x03\x04"
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint safely; refuse anything that is not a plain pyro-vae checkpoint."""
     path = Path(path)
+    kind = special_kind(path)
+    if kind:
+        raise CheckpointError(f"{path} is {kind}, not a checkpoint")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    if not _starts_like_a_zip(path):
+        raise CheckpointError(f"{path} is not a pyro-vae checkpoint (not a torch.save archive)")
     try:
         with warnings.catch_warnings():  # a library warning never joins the one-line error
             warnings.simplefilter("ignore")
@@ -173,7 +188,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"refusing to load {path}: it holds more than tensors and plain values"
             f"{_unsupported_global(str(err))}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError) as err:
+    except Exception as err:  # noqa: BLE001 - whatever the reader trips on, the file is corrupt
         why = "nested too deeply" if isinstance(err, RecursionError) else "truncated or corrupt"
         raise CheckpointError(f"cannot read checkpoint {path}: not a checkpoint, {why}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+ALLOW_CHANGED_DATA_HELP = (
+    "go on even if the data set's values differ from those the run was fitted to (by "
+    "default refused, naming both SHA-256 fingerprints)"
+)
+
+
 def _add_train(commands: Any) -> None:
     train = commands.add_parser(
         "train",
@@ -125,6 +131,7 @@ def _add_train(commands: Any) -> None:
     train.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
     )
+    train.add_argument("--allow-changed-data", action="store_true", help=ALLOW_CHANGED_DATA_HELP)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -224,6 +231,7 @@ def _add_diagnose(commands: Any) -> None:
     )
     _add_config_options(diagnose, DiagnoseConfig)
     diagnose.add_argument("--out", metavar="DIR", help="output folder (default: RUN/diagnostics)")
+    diagnose.add_argument("--allow-changed-data", action="store_true", help=ALLOW_CHANGED_DATA_HELP)
     diagnose.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -245,7 +253,15 @@ def _train(args: argparse.Namespace) -> None:
         config = TrainConfig(**given)
     config = smoke.train_config(config)
     out = args.out or f"runs/{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    metrics = train(config, out, resume=args.resume, progress=not args.quiet)
+    if args.allow_changed_data and not args.resume:
+        raise ConfigError("--allow-changed-data applies to --resume only")
+    metrics = train(
+        config,
+        out,
+        resume=args.resume,
+        progress=not args.quiet,
+        allow_changed_data=args.allow_changed_data,
+    )
     if not metrics:  # a worker other than rank 0 of a torchrun launch: rank 0 reports
         return
     test = metrics["test"]
@@ -258,7 +274,25 @@ def _train(args: argparse.Namespace) -> None:
 
 def _options_as_dicts(given: dict[str, Any]) -> dict[str, Any]:
     """The ``KEY=VALUE`` lists of the ``*_options`` settings as dicts."""
-    return {k: dict(v) if k.endswith("_options") else v for k, v in given.items()}
+    return {
+        k: _unique(v, "--" + k.removesuffix("_options").replace("_", "-") + "-opt")
+        if k.endswith("_options")
+        else v
+        for k, v in given.items()
+    }
+
+
+def _unique(pairs: list[tuple[str, Any]], option: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as a dict; a key given twice is refused (which one was meant?)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ConfigError(
+                f"{option} gives {key} twice ({key}={found[key]!r} and {key}={value!r}); "
+                "give each key once"
+            )
+        found[key] = value
+    return found
 
 
 def _scoped(pairs: list[tuple[str, Any]] | None, option: str, default_scopes=None):
@@ -271,10 +305,19 @@ def _scoped(pairs: list[tuple[str, Any]] | None, option: str, default_scopes=Non
             if default_scopes is None:
                 raise ConfigError(f"{option} takes METHOD.KEY=VALUE, not {key}={value}")
             for scope in default_scopes:
-                scoped.setdefault(scope, {})[name] = value
+                _add_once(scoped.setdefault(scope, {}), name, value, option)
             continue
-        scoped.setdefault(scope.replace("_", "-"), {})[name] = value
+        _add_once(scoped.setdefault(scope.replace("_", "-"), {}), name, value, option)
     return scoped
+
+
+def _add_once(options: dict[str, Any], key: str, value: Any, option: str) -> None:
+    if key in options:
+        raise ConfigError(
+            f"{option} gives {key} twice for one scope ({options[key]!r} and {value!r}); "
+            "give each key once"
+        )
+    options[key] = value
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -327,6 +370,7 @@ def _diagnose(args: argparse.Namespace) -> None:
         out_dir=args.out,
         against=tuple(args.against),
         progress=not args.quiet,
+        allow_changed_data=args.allow_changed_data,
     )
     imp, col = report["importance"], report["collapse"]
     out = args.out or f"{args.run}/diagnostics"

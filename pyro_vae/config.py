@@ -246,6 +246,29 @@ class TrainConfig:
         return cls(**values)
 
 
+#: Settings a run may change between its checkpoint and a later command (``--resume``, or
+#: ``config.json`` rewritten by a resumed run that has not saved a checkpoint yet).
+RESUMABLE_CHANGES = (
+    "epochs",
+    "device",
+    "is_samples",
+    "keep_checkpoints",
+    "on_divergence",
+    "jit",
+    "compile",
+)
+
+
+def settings_that_differ(saved: TrainConfig, asked: TrainConfig) -> list[str]:
+    """The settings other than :data:`RESUMABLE_CHANGES` in which two configs differ."""
+    mine, theirs = saved.to_dict(), asked.to_dict()
+    return [
+        f.name
+        for f in fields(TrainConfig)
+        if f.name not in RESUMABLE_CHANGES and mine[f.name] != theirs[f.name]
+    ]
+
+
 def check_device(device: str) -> torch.device:
     """Parse ``cpu`` / ``cuda`` / ``cuda:N`` and make sure it exists here."""
     try:

@@ -78,6 +78,7 @@ def diagnose(
     out_dir: str | Path | None = None,
     against: tuple[str | Path, ...] = (),
     progress: bool = True,
+    allow_changed_data: bool = False,
 ) -> dict[str, Any]:
     """Diagnose the run in ``run_dir``; returns what ``diagnostics.json`` holds.
 
@@ -88,11 +89,15 @@ def diagnose(
         against: Other run folders on the same data: their per-image test log-likelihoods join
             the ELPD comparison.
         progress: Report each stage on stderr.
+        allow_changed_data: Go on even if a run's data set has changed since it was fitted.
     """
     config = config or DiagnoseConfig()
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "diagnostics"
-    run = load_run(run_dir, device=config.device)
-    others = [load_run(folder, device=config.device) for folder in against]
+    run = load_run(run_dir, device=config.device, allow_changed_data=allow_changed_data)
+    others = [
+        load_run(folder, device=config.device, allow_changed_data=allow_changed_data)
+        for folder in against
+    ]
     for other in others:
         _check_comparable(run, other)
     check_out_dir(out, resume=False, resumable=False)

@@ -14,7 +14,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from .checkpoint import (
     save_rotating,
     write_json,
 )
-from .config import TrainConfig, check_device
+from .config import RESUMABLE_CHANGES, TrainConfig, check_device, settings_that_differ
 from .core.errors import CheckpointError, ConfigError, TrainingInterrupted
 from .data import TEST_BINARIZATION_SEED
 from .run_folder import (
@@ -48,19 +47,10 @@ from .run_folder import (
     run_data,
     versions,
 )
-from .runs import build_program
+from .runs import build_program, check_same_data, recorded_data
 from .signals import stop_on_signals
 
-#: Settings that may change when a run is resumed; all others must match the saved run.
-RESUMABLE_CHANGES = (
-    "epochs",
-    "device",
-    "is_samples",
-    "keep_checkpoints",
-    "on_divergence",
-    "jit",
-    "compile",
-)
+__all__ = ["RESUMABLE_CHANGES", "resume_config", "train"]
 
 
 def resume_config(out_dir: str | Path, **changes: Any) -> TrainConfig:
@@ -84,30 +74,33 @@ def _label_marginal(classes: int | None) -> dict[str, str]:
     }
 
 
-def _resume_state(out: Path, config_dict: dict[str, Any], device: torch.device) -> Any:
-    """The fit state saved in ``out``, after checking that its config may be resumed as
-    ``config_dict`` asks (only :data:`RESUMABLE_CHANGES` may differ)."""
+def _resume_state(out: Path, config: TrainConfig, device: torch.device) -> tuple[Any, Any]:
+    """The fit state saved in ``out`` and the fingerprint of the data it was fitted to, after
+    checking that its config may be resumed as ``config`` asks (only
+    :data:`RESUMABLE_CHANGES` may differ)."""
     path = latest_checkpoint(out)
-    saved_dict, state = run_parts(load_checkpoint(path, map_location=device), path)
+    checkpoint = load_checkpoint(path, map_location=device)
+    saved_dict, state = run_parts(checkpoint, path)
     try:
-        saved = TrainConfig.from_dict(saved_dict).to_dict()
+        saved = TrainConfig.from_dict(saved_dict)
     except ConfigError as err:
         raise CheckpointError(f"{path} holds a config this pyro-vae cannot read: {err}") from None
-    differ = [
-        f.name
-        for f in fields(TrainConfig)
-        if f.name not in RESUMABLE_CHANGES and saved[f.name] != config_dict[f.name]
-    ]
+    differ = settings_that_differ(saved, config)
     if differ:
         raise CheckpointError(
             f"the checkpoint in {out} was made with other settings ({', '.join(differ)}); "
             f"on --resume only {', '.join(RESUMABLE_CHANGES)} may change"
         )
-    return state
+    return state, recorded_data(checkpoint)
 
 
 def train(
-    config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    allow_changed_data: bool = False,
 ) -> dict[str, Any]:
     """Train a VAE as ``config`` says and fill ``out_dir``; returns the metrics written.
 
@@ -116,13 +109,17 @@ def train(
         out_dir: Run folder; must be new or empty unless ``resume``.
         resume: Continue from ``out_dir/checkpoint.pt`` (see :func:`resume_config`).
         progress: Show a progress bar on stderr.
+        allow_changed_data: On ``resume``, go on even if the data set's values differ from
+            those the checkpoint was fitted to (otherwise refused, naming both fingerprints).
     """
     out = Path(out_dir)
     device, workers = _device_and_workers(config)
     check_out_dir(out, resume)
     workers.barrier()  # every worker has checked the folder before the first one writes
-    state = _resume_state(out, config.to_dict(), device) if resume else None
+    state, recorded = _resume_state(out, config, device) if resume else (None, None)
     run = run_data(config, device)
+    if resume:
+        check_same_data(recorded, run.data, out, allow=allow_changed_data)
     pyro.set_rng_seed(config.seed)  # the same initial model on every worker
     # A weight prior makes the decoder weights global sites; AutoDelta gives their MAP value.
     vae, program = build_program(config, run)
@@ -217,6 +214,7 @@ def _fit(
 ) -> FitResult:
     """Fit with a checkpoint after every epoch and a polite stop on SIGINT / SIGTERM."""
     config_dict = config.to_dict()
+    data_record = {"content_sha256": run.data.content_sha256()}
 
     def checkpoint(result: FitResult, fit_state: FitState) -> None:
         if not workers.is_main:
@@ -224,7 +222,7 @@ def _fit(
         step = (fit_state.position or {}).get("step", 0)
         save_rotating(
             out,
-            {"config": config_dict, "fit": fit_state.to_dict()},
+            {"config": config_dict, "fit": fit_state.to_dict(), "data": data_record},
             checkpoint_tag(result.epochs, step),
             config.keep_checkpoints,
         )
@@ -320,6 +318,7 @@ def _metrics(
         "dataset": config.dataset,
         "data": {
             **run.data.info,
+            "content_sha256": run.data.content_sha256(),
             "num_train": len(run.train_x),
             "num_test": len(run.test_x),
             "image_shape": None if run.data.image_shape is None else list(run.data.image_shape),

@@ -177,6 +177,9 @@ def test_bad_run_folders_are_refused(runs, tmp_path, capsys):
         checkpoint["config"]["hidden"] = [32]
 
     run = _broken_copy(runs, tmp_path, other_architecture)
+    assert "contradicts the run's checkpoint (hidden)" in _refused(capsys, str(run), *out)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "hidden": [32]}))
     assert "does not fit this run: parameter" in _refused(capsys, str(run), *out)
     shutil.rmtree(run)
 
