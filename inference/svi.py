@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import pyro
 import torch
+from pyro_vae.models import VAE
 from tqdm.auto import tqdm
 
 from pyro_vae.core.errors import ConfigError, DataError, TrainingDiverged, TrainingInterrupted
@@ -226,6 +227,24 @@ def _step_loss(
     return loss
 
 
+def check_step_size(program: Any, x: torch.Tensor, config: SVIConfig, world_size: int = 1) -> None:
+    """Refuse a training step that cannot fit in memory, before any is taken.
+
+    Per particle and datapoint a step holds :data:`STEP_NUMBERS_PER_FEATURE` numbers per
+    feature (the likelihood's terms and gradients) and, for a VAE, every value its networks'
+    layers produce, with its gradient and a temporary (counted by one forward pass of one
+    datapoint, :meth:`~pyro_vae.models.VAE.activations_per_datapoint`).
+    """
+    vae = program if isinstance(program, VAE) else getattr(program, "vae", None)
+    features = x.shape[1] if x.dim() > 1 else 1
+    layers = vae.activations_per_datapoint(x) if isinstance(vae, VAE) else 0
+    batch = config.batch_size // world_size
+    check_allocation(
+        f"a training step with {config.particles} particles of each of {batch} datapoints",
+        config.particles * batch * (STEP_NUMBERS_PER_FEATURE * features + 3 * layers),
+    )
+
+
 def fit(
     program: Program,
     x: torch.Tensor,
@@ -281,14 +300,7 @@ def fit(
         )
     if not torch.isfinite(x).all():
         raise DataError("the training data contain NaN or infinite values")
-    check_allocation(
-        f"a training step with {config.particles} particles of each of "
-        f"{config.batch_size // workers.world_size} datapoints",
-        STEP_NUMBERS_PER_FEATURE
-        * config.particles
-        * (config.batch_size // workers.world_size)
-        * (x.shape[1] if x.dim() > 1 else 1),
-    )
+    check_step_size(program, x, config, workers.world_size)
     loop = _FitLoop(program, x, labels, config, binarization, seed, workers, state)
     return loop.run(on_epoch, should_stop, progress)
 

@@ -232,6 +232,28 @@ class VAE(PyroModule):
         z = self.prior(num, labels).sample()
         return self.likelihood.mean(self.decoder(z))
 
+    @local_params
+    def activations_per_datapoint(self, x: torch.Tensor) -> int:
+        """Values the networks' layers produce for one datapoint ``x[:1]`` and one draw of z:
+        what a training step keeps per datapoint and particle for the gradient.
+
+        Counted by running the encoder and decoder once with a hook on every layer; the random
+        state of ``x``'s device is as it was before.
+        """
+        counts: list[int] = []
+        leaves = [m for m in self.modules() if next(m.children(), None) is None]
+        hooks = [
+            m.register_forward_hook(lambda _m, _i, out: counts.append(_numel(out))) for m in leaves
+        ]
+        devices = [x.device.index or 0] if x.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                self.decoder(self.encoder(x[:1]).sample())
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return sum(counts)
+
     @property
     def latent_dim(self) -> int:
         return self.prior.latent_dim
@@ -302,6 +324,15 @@ def build_vae(
         if weight_prior is None
         else WEIGHT_PRIORS.build(weight_prior, **(weight_prior_options or {})),
     )
+
+
+def _numel(output: Any) -> int:
+    """Values in a layer's output (a tensor, or tensors in a tuple or list)."""
+    if isinstance(output, torch.Tensor):
+        return output.numel()
+    if isinstance(output, tuple | list):
+        return sum(_numel(part) for part in output)
+    return 0
 
 
 def _check_mlp_size(

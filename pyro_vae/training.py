@@ -22,7 +22,7 @@ import torch
 
 from pyro_vae.inference import FitResult, FitState, evaluate, fit
 from pyro_vae.inference.distributed import Workers, leave, workers_from_environment
-from pyro_vae.inference.svi import Program, check_resume_state
+from pyro_vae.inference.svi import Program, check_resume_state, check_step_size
 from pyro_vae.models import VAE
 
 from . import plots
@@ -189,6 +189,7 @@ def _check_before_work(
         raise ConfigError(
             f"batch_size {batch_size} must be a multiple of the {workers.world_size} workers"
         )
+    check_step_size(program, run.train_fixed, config.svi_config(), workers.world_size)
     if state is not None:  # the whole checkpoint is checked before anything is written
         try:
             check_resume_state(
