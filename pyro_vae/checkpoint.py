@@ -84,7 +84,10 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file, with a one-line error if it is missing or malformed."""
+    """Read a JSON file, with a one-line error if it is missing, malformed or not a file."""
+    kind = special_kind(Path(path))
+    if kind:
+        raise CheckpointError(f"cannot read {path}: it is {kind}, not a file")
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -142,7 +145,7 @@ def latest_checkpoint(folder: str | Path) -> Path:
     folder = Path(folder)
     latest = folder / CHECKPOINT_NAME
     tagged = sorted(folder.glob("checkpoint-*.pt"))
-    return tagged[-1] if tagged and not latest.is_file() else latest
+    return tagged[-1] if tagged and not os.path.lexists(latest) else latest
 
 
 def run_parts(checkpoint: dict[str, Any], path: str | Path) -> tuple[dict[str, Any], Any]:

@@ -26,7 +26,7 @@ from .checkpoint import latest_checkpoint
 from .config import TrainConfig, check_device
 from .core.errors import CheckpointError, ConfigError
 from .data import BINARIZATIONS, Binarization, Dataset, load_dataset
-from .folders import missing_folders, remove_empty
+from .folders import missing_folders, remove_empty, special_kind
 
 #: Draws per training image for the reported train ELBO.
 TRAIN_ELBO_SAMPLES = 10
@@ -89,6 +89,9 @@ def check_out_dir(out: Path, resume: bool, resumable: bool = True) -> None:
         raise ConfigError(f"output folder {str(out)!r} is a file")
     if resume:
         for path in (out / "config.json", latest_checkpoint(out)):
+            kind = special_kind(path)
+            if kind:
+                raise CheckpointError(f"cannot resume: {path} is {kind}, not a file")
             if not path.is_file():
                 raise CheckpointError(f"cannot resume: {path} does not exist")
         if not os.access(out, os.W_OK):

@@ -8,6 +8,7 @@ The same checks serve a file's arrays before they are read (:func:`check_values_
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -104,7 +105,7 @@ def image_rows(
     shape = tuple(x.shape[1:]) if x.dim() > 2 else None
     if shape is not None and len(shape) == 3 and shape[0] == 1:
         shape = shape[1:]  # one channel: a grey image
-    return x.reshape(len(x), -1), shape, channels_last
+    return x.reshape(len(x), math.prod(x.shape[1:])), shape, channels_last
 
 
 def label_vector(name: str, split: str, labels: Any) -> torch.Tensor | None:

@@ -72,8 +72,8 @@ class Dataset:
         test_x, test_shape, test_last = image_rows(name, "test", test)
         if shape != test_shape:
             raise DataError(
-                f"{name}: training datapoints have shape {shape or train_x.shape[1:]}, test "
-                f"datapoints {test_shape or test_x.shape[1:]}"
+                f"{name}: training datapoints have shape {shape or tuple(train_x.shape[1:])}, "
+                f"test datapoints {test_shape or tuple(test_x.shape[1:])}"
             )
         return cls(
             name,

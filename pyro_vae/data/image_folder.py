@@ -108,7 +108,8 @@ def _read_image(path: Path, size: int | None, root: Path, before: int) -> tuple[
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # Pillow's notes on damaged metadata stay silent;
+            warnings.simplefilter("ignore")  # damaged pixels fail to decode, and are refused
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 width, height = image.size
