@@ -29,7 +29,7 @@ from .config import TrainConfig
 from .core.errors import ConfigError
 from .core.validate import check_allocation, nonnegative_int, positive_int
 from .data import TEST_BINARIZATION_SEED
-from .diagnostics import MIN_IS_SAMPLES, elpd_comparison, pareto_diagnostics, posterior_collapse
+from .diagnostics import MIN_IS_SAMPLES, SECTIONS, Column, Scored, Section, elpd_comparison
 from .run_folder import (
     TRAIN_ELBO_SAMPLES,
     RunData,
@@ -226,16 +226,16 @@ def _row(result: MethodResult, cell, train_x, train_labels, test_x, test_labels,
             is_samples=k,
             reconstruction=summary["reconstruction"],
             kl=summary["kl"],
-            active_units=posterior_collapse(result.vae, test_x, test_labels).active_units,
         )
         if test.log_likelihood_given_label is not None:  # a prior that reads labels
             row.update(
                 label_classes=test.label_classes,
                 test_nll_given_label=-test.log_likelihood_given_label.mean().item(),
             )
-        if with_khat:
-            shares = pareto_diagnostics(test).khat_shares()
-            row.update(khat_good=shares["good (< 0.5)"], khat_bad=shares["bad (> 0.7)"])
+        scored = Scored(result.vae, test_x, test_labels, test)
+        for section in sorted(SECTIONS.values(), key=_first_place):  # in the table's order
+            if section.score is not None:
+                row.update(section.score(scored))
     row.update({k: v for k, v in result.details.items() if k != "posterior"})
     if "posterior" in result.details:  # NUTS draws: convergence by ArviZ, as diagnose does
         row.update(arviz_bridge.convergence(result.details["posterior"].samples))
@@ -263,18 +263,32 @@ def _mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
+#: The table's own columns; each diagnostic adds its own (:attr:`Section.columns`).
+TABLE_COLUMNS = [
+    Column("train ELBO", "train_elbo", 1),
+    Column("test ELBO", "test_elbo", 2),
+    Column("test NLL", "test_nll", 3),
+    Column("recon.", "reconstruction", 4),
+    Column("KL", "kl", 5),
+    Column("fit time (s)", "wall_time_s", 9),
+]
+
+
+def _section_columns() -> list[Column]:
+    return [column for section in SECTIONS.values() for column in section.columns]
+
+
+def _place(column: Column) -> int:
+    return column.position
+
+
+def _first_place(section: Section) -> int:
+    return min((c.position for c in section.columns), default=0)
+
+
 def results_table(rows: list[dict[str, Any]]) -> str:
     """Markdown table: one line per (method, guide, prior), mean ± sd across seeds."""
-    columns = [
-        ("train ELBO", "train_elbo"),
-        ("test ELBO", "test_elbo"),
-        ("test NLL", "test_nll"),
-        ("recon.", "reconstruction"),
-        ("KL", "kl"),
-        ("active units", "active_units"),
-        ("share k-hat > 0.7", "khat_bad"),
-        ("fit time (s)", "wall_time_s"),
-    ]
+    columns = [(c.title, c.key) for c in sorted(TABLE_COLUMNS + _section_columns(), key=_place)]
     lines = [
         "| method | guide | prior | " + " | ".join(title for title, _ in columns) + " |",
         "|---|---|---|" + "---:|" * len(columns),

@@ -8,7 +8,7 @@ every fit in ``log_likelihood``), and the pictures the report shows.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,48 +17,55 @@ import torch
 from . import arviz_bridge
 from .checkpoint import write_json, write_text
 from .config import option
-from .core.errors import CheckpointError, ConfigError
-from .core.validate import check_allocation, nonnegative_int, positive_int
+from .core.errors import CheckpointError
+from .core.validate import nonnegative_int, positive_int
 from .data import evenly_spaced
-from .diagnose_sections import SECTIONS, Diagnosis
-from .diagnostics import MIN_IS_SAMPLES
+from .diagnostics import SECTIONS, Diagnosis
 from .run_folder import check_out_dir, claimed_out_dir, versions
 from .runs import Run, load_run
 
 
-@dataclass
-class DiagnoseConfig:
-    """Budget of a diagnosis; field names are the CLI's options (``is_samples``:
-    ``--is-samples``)."""
+def _check_budget(config: Any) -> None:
+    """Every count against its minimum, then each section's own checks."""
+    positive_int("num_test", config.num_test)
+    nonnegative_int("seed", config.seed)
+    for section in SECTIONS.values():
+        for budget in section.budget:
+            check = positive_int if budget.minimum > 0 else nonnegative_int
+            check(budget.name, getattr(config, budget.name))
+    for section in SECTIONS.values():
+        if section.check is not None:
+            section.check(config)
 
-    num_test: int = option(1000, "test images used (spread evenly over the test set)")
-    is_samples: int = option(1000, "K, importance samples per image for log p(x) and k-hat")
-    gap_images: int = option(100, "images for the amortization gap (0 skips it)")
-    gap_steps: int = option(500, "Adam steps of the per-image q* (the guide's own family)")
-    nuts_images: int = option(4, "images for NUTS against q(z|x) (0 skips it)")
-    nuts_chains: int = option(4, "NUTS chains (run one after another)")
-    nuts_draws: int = option(200, "NUTS draws kept per chain")
-    nuts_warmup: int = option(200, "NUTS warm-up steps per chain")
-    seed: int = option(0, "random seed of every estimate")
-    device: str | None = option(None, "cpu or cuda[:N] (default: the run's own)", metavar="DEVICE")
 
-    def __post_init__(self) -> None:
-        for name in ("num_test", "is_samples", "gap_steps", "nuts_draws", "nuts_warmup"):
-            positive_int(name, getattr(self, name))
-        for name in ("gap_images", "nuts_images", "seed"):
-            nonnegative_int(name, getattr(self, name))
-        positive_int("nuts_chains", self.nuts_chains)
-        if self.is_samples < MIN_IS_SAMPLES:
-            raise ConfigError(
-                f"is_samples must be at least {MIN_IS_SAMPLES} for Pareto k-hat, not "
-                f"{self.is_samples}"
-            )
-        check_allocation(
-            f"K = {self.is_samples} log weights for each of up to {self.num_test} test images",
-            self.num_test * self.is_samples,
-        )
-        if self.nuts_images and self.nuts_chains < 2:
-            raise ConfigError("nuts_chains must be at least 2 (R-hat compares chains)")
+def _budget_fields() -> list[tuple[str, type, Any]]:
+    """The fields of :class:`DiagnoseConfig`: the test images, every section's budget options
+    (in the sections' order), the seed and the device."""
+    declared = [
+        (budget.name, int, option(budget.default, budget.help))
+        for section in SECTIONS.values()
+        for budget in section.budget
+    ]
+    return [
+        ("num_test", int, option(1000, "test images used (spread evenly over the test set)")),
+        *declared,
+        ("seed", int, option(0, "random seed of every estimate")),
+        (
+            "device",
+            str | None,
+            option(None, "cpu or cuda[:N] (default: the run's own)", metavar="DEVICE"),
+        ),
+    ]
+
+
+#: Budget of a diagnosis: the test images, the options every registered section declares
+#: (``is_samples``, ``gap_images``, ``nuts_chains``, ...), the seed and the device; field
+#: names are the CLI's options (``is_samples``: ``--is-samples``).
+DiagnoseConfig = make_dataclass(
+    "DiagnoseConfig",
+    _budget_fields(),
+    namespace={"__post_init__": _check_budget, "__module__": __name__},
+)
 
 
 def _check_comparable(run: Run, other: Run) -> None:
@@ -114,7 +121,7 @@ def diagnose(
         "config": asdict(config),
     }
     with claimed_out_dir(out):
-        for section in SECTIONS:
+        for section in SECTIONS.values():
             section.compute(d)
         idata = arviz_bridge.inference_data(
             **d.draws, log_likelihood=d.log_likelihoods, test_images=rows.tolist()
@@ -137,7 +144,7 @@ def render_report(report: dict[str, Any]) -> str:
         f"{len(report['test_images'])} test images; {report['epochs']} epochs of training. "
         "All numbers in nats per datapoint.",
     ]
-    for section in SECTIONS:
+    for section in SECTIONS.values():
         part = section.render(report)
         if part:
             lines += ["", *part]
