@@ -79,18 +79,17 @@ def compare_config(config: CompareConfig) -> CompareConfig:
 
 
 def diagnose_config(config: DiagnoseConfig) -> DiagnoseConfig:
-    """``config`` with 50 test images, K = 200, two gap images and a short NUTS."""
+    """``config`` with 50 test images and every budget option at most its declared smoke cap
+    (K = 200, two gap images, a short NUTS)."""
     if not active():
         return config
+    from .diagnostics import SECTIONS
+
     _say("50 test images, K = 200, 2 gap images, a short NUTS")
-    return replace(
-        config,
-        num_test=min(config.num_test, TEST_IMAGES),
-        is_samples=IS_SAMPLES,
-        gap_images=min(config.gap_images, 2),
-        gap_steps=min(config.gap_steps, NUTS_DRAWS),
-        nuts_images=min(config.nuts_images, 1),
-        nuts_chains=2,
-        nuts_draws=min(config.nuts_draws, NUTS_DRAWS),
-        nuts_warmup=min(config.nuts_warmup, NUTS_DRAWS),
-    )
+    caps = {
+        budget.name: min(getattr(config, budget.name), budget.smoke)
+        for section in SECTIONS.values()
+        for budget in section.budget
+        if budget.smoke is not None
+    }
+    return replace(config, num_test=min(config.num_test, TEST_IMAGES), **caps)

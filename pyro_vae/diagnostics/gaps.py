@@ -131,8 +131,13 @@ SECTION = register_section(
         _gaps,
         _render_gaps,
         budget=(
-            Budget("gap_images", 100, "images for the amortization gap (0 skips it)", minimum=0),
-            Budget("gap_steps", 500, "Adam steps of the per-image q* (the guide's own family)"),
+            Budget("gap_images", 100, "images for the amortization gap (0 skips it)", 0, smoke=2),
+            Budget(
+                "gap_steps",
+                500,
+                "Adam steps of the per-image q* (the guide's own family)",
+                smoke=20,
+            ),
         ),
     )
 )

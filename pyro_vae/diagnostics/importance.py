@@ -238,7 +238,12 @@ SECTION = register_section(
         _importance,
         _render_importance,
         budget=(
-            Budget("is_samples", 1000, "K, importance samples per image for log p(x) and k-hat"),
+            Budget(
+                "is_samples",
+                1000,
+                "K, importance samples per image for log p(x) and k-hat",
+                smoke=MIN_IS_SAMPLES,
+            ),
         ),
         check=_check,
         columns=(Column("share k-hat > 0.7", "khat_bad", 7),),

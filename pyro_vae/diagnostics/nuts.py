@@ -182,10 +182,10 @@ SECTION = register_section(
         _nuts,
         _render_nuts,
         budget=(
-            Budget("nuts_images", 4, "images for NUTS against q(z|x) (0 skips it)", minimum=0),
-            Budget("nuts_chains", 4, "NUTS chains (run one after another)"),
-            Budget("nuts_draws", 200, "NUTS draws kept per chain"),
-            Budget("nuts_warmup", 200, "NUTS warm-up steps per chain"),
+            Budget("nuts_images", 4, "images for NUTS against q(z|x) (0 skips it)", 0, smoke=1),
+            Budget("nuts_chains", 4, "NUTS chains (run one after another)", smoke=2),
+            Budget("nuts_draws", 200, "NUTS draws kept per chain", smoke=20),
+            Budget("nuts_warmup", 200, "NUTS warm-up steps per chain", smoke=20),
         ),
         check=_check,
     )

@@ -30,12 +30,14 @@ class Budget:
         default: Its default.
         help: What it sets, for ``--help``.
         minimum: 1 for a positive count; 0 where 0 skips the section.
+        smoke: Its cap under the smoke budget (``PYRO_VAE_SMOKE=1``), if any.
     """
 
     name: str
     default: int
     help: str
     minimum: int = 1
+    smoke: int | None = None
 
 
 @dataclass
