@@ -73,13 +73,27 @@ class LocalParticlesELBO:
         )
 
 
+def _declares(**capabilities: Any) -> Any:
+    """Set what an objective can do on its factory (``analytic_kl``: it takes the KL term in
+    closed form where one is registered), for the code that reads it."""
+
+    def declare(factory: Any) -> Any:
+        for name, value in capabilities.items():
+            setattr(factory, name, value)
+        return factory
+
+    return declare
+
+
 @OBJECTIVES.register("elbo")
+@_declares(analytic_kl=False)
 def monte_carlo_kl(particles: int = 1) -> LocalParticlesELBO:
     """``Trace_ELBO``: the KL term estimated by sampling (Kingma & Welling's estimator A)."""
     return LocalParticlesELBO(pyro.infer.Trace_ELBO, particles)
 
 
 @OBJECTIVES.register("elbo-analytic-kl")
+@_declares(analytic_kl=True)
 def analytic_kl(particles: int = 1) -> LocalParticlesELBO:
     """``TraceMeanField_ELBO``: the KL term in closed form where one is registered (estimator B).
 
@@ -89,6 +103,7 @@ def analytic_kl(particles: int = 1) -> LocalParticlesELBO:
 
 
 @OBJECTIVES.register("iwae")
+@_declares(analytic_kl=False)
 def importance_weighted(particles: int = 5) -> ImportanceWeightedELBO:
     """The importance-weighted bound with K = ``particles`` (Burda et al. 2016), per
     datapoint, correct under minibatch subsampling and beta (see :mod:`.iwae`)."""

@@ -306,11 +306,12 @@ def build_vae(
         image_shape: ``(H, W)`` or ``(C, H, W)`` of the images, for ``conv``.
     """
     guide_options, network_options = guide_options or {}, dict(network_options or {})
-    if network == "mlp":
+    mlp_shaped = NETWORKS.takes(network, "hidden")  # the MLP family: hidden widths, layer type
+    if mlp_shaped:
         network_options = {"hidden": tuple(hidden), "layer": layer, **network_options}
     NETWORKS.check_options(network, network_options)
     GUIDES.check_options(guide, guide_options)
-    if network == "mlp":
+    if mlp_shaped:
         _check_mlp_size(data_dim, latent_dim, guide, guide_options, **network_options)
     nets = NETWORKS.build(network, data_dim, image_shape, latent_dim, **network_options)
     encoder = GUIDES.build(guide, nets.body, nets.width, latent_dim, **guide_options)

@@ -39,6 +39,10 @@ class WeightPrior(PyroModule):
     #: Whether a joint point estimate of the weights and the prior's own parameters has a
     #: maximum (it has none when the prior's scale is learned along with the weights).
     bounded_point_estimate = True
+    #: Whether under this prior a point decoder is the network's plain parameters (the prior
+    #: adds nothing to the objective, so its point estimate maximises the ELBO alone: no
+    #: weight sites are made).
+    plain_decoder = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -91,6 +95,7 @@ class FlatWeightPrior(WeightPrior):
 
     name = "flat"
     proper = False
+    plain_decoder = True
 
     def site_prior(self, index: int, shape: torch.Size) -> dist.TorchDistribution:
         zeros = self._zeros(shape)

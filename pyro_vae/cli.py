@@ -321,7 +321,7 @@ def _add_once(options: dict[str, Any], key: str, value: Any, option: str) -> Non
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from .compare import compare, preset_config
+    from .compare import CompareConfig, compare, preset_config
     from .config import TrainConfig
 
     base = {
@@ -344,11 +344,12 @@ def _compare(args: argparse.Namespace) -> None:
         if getattr(args, name) is not None
     }
     grid["method_options"] = _scoped(args.method_opt, "--method-opt")
+    defaults = CompareConfig()
     grid["guide_options"] = _scoped(
-        args.guide_opt, "--guide-opt", grid.get("guides", ("diagonal",))
+        args.guide_opt, "--guide-opt", grid.get("guides", defaults.guides)
     )
     grid["prior_options"] = _scoped(
-        args.prior_opt, "--prior-opt", grid.get("priors", ("standard-normal",))
+        args.prior_opt, "--prior-opt", grid.get("priors", defaults.priors)
     )
     config = smoke.compare_config(preset_config(args.preset, base=base, **grid))
     out = args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -306,7 +306,7 @@ def results_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _nuts_section(rows: list[dict[str, Any]]) -> list[str]:
-    nuts = [r for r in rows if r["method"] == "nuts-latent"]
+    nuts = [r for r in rows if "rhat_max" in r]  # the rows of a method that ran NUTS
     if not nuts:
         return []
     lines = [

@@ -157,14 +157,17 @@ class TrainConfig:
         LAYERS[self.layer]
         GUIDES[self.guide]
         NETWORKS[self.network]
-        if self.network != "mlp" and (self.hidden != (400,) or self.layer != "relu"):
+        if not NETWORKS.takes(self.network, "hidden") and (
+            self.hidden != _default("hidden") or self.layer != _default("layer")
+        ):
+            shaped = ", ".join(n for n in NETWORKS if NETWORKS.takes(n, "hidden"))
             raise ConfigError(
-                f"--hidden and --layer shape the mlp network, not {self.network}; give its "
+                f"--hidden and --layer shape the {shaped} network, not {self.network}; give its "
                 "options with --network-opt"
             )
         LIKELIHOODS[self.likelihood]
         PRIORS[self.prior]
-        if self.weight_prior != "flat":
+        if not self.plain_decoder:
             check_point_estimate(self.weight_prior, "train fits a point-estimate decoder")
         for name in (
             "network_options",
@@ -176,8 +179,7 @@ class TrainConfig:
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"{name} must be a dict, not {getattr(self, name)!r}")
         GUIDES.check_options(self.guide, self.guide_options)
-        if self.network != "mlp":
-            NETWORKS.check_options(self.network, self.network_options)
+        NETWORKS.check_options(self.network, self.network_options)
         PRIORS.check_options(self.prior, self.prior_options)
         LIKELIHOODS.check_options(self.likelihood, self.likelihood_options)
         WEIGHT_PRIORS.check_options(self.weight_prior, self.weight_prior_options)
@@ -189,7 +191,13 @@ class TrainConfig:
             positive_int("hidden", width)
         nonnegative_int("seed", self.seed)
         check_device(self.device)
-        check_guide(self.guide, self.svi_config(), point_decoder=self.weight_prior == "flat")
+        check_guide(self.guide, self.svi_config(), point_decoder=self.plain_decoder)
+
+    @property
+    def plain_decoder(self) -> bool:
+        """Whether the decoder is plain parameters maximising the ELBO (a weight prior that
+        adds nothing, ``flat``), rather than weight sites under a prior."""
+        return WEIGHT_PRIORS[self.weight_prior].plain_decoder
 
     def svi_config(self) -> SVIConfig:
         """The part of the run that :func:`pyro_vae.inference.fit` takes."""
@@ -267,6 +275,11 @@ def settings_that_differ(saved: TrainConfig, asked: TrainConfig) -> list[str]:
         for f in fields(TrainConfig)
         if f.name not in RESUMABLE_CHANGES and mine[f.name] != theirs[f.name]
     ]
+
+
+def _default(name: str) -> Any:
+    """The default of a :class:`TrainConfig` setting."""
+    return next(f.default for f in fields(TrainConfig) if f.name == name)
 
 
 def check_device(device: str) -> torch.device:

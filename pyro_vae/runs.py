@@ -36,7 +36,7 @@ def build_program(config: TrainConfig, run: RunData) -> tuple[VAE, Program]:
     vae = config.model_spec(image_shape=run.data.image_shape).build(
         run.train_fixed,
         num_classes=run.num_classes,
-        weight_prior=None if config.weight_prior == "flat" else config.weight_prior,
+        weight_prior=None if config.plain_decoder else config.weight_prior,
         weight_prior_options=config.weight_prior_options,
     )
     return vae, (PointWeights(vae) if vae.weight_sites else vae)

@@ -44,12 +44,16 @@ def train_config(config: TrainConfig, is_samples: int = TRAIN_IS_SAMPLES) -> Tra
     if not active():
         return config
     _say(f"tiny networks, 1 epoch per 40, at most {PARTICLES} particles, K <= {is_samples}")
-    if config.network == "mlp":
+    from pyro_vae.models import NETWORKS
+
+    if NETWORKS.takes(config.network, "hidden"):
         network = {"hidden": tuple(min(width, WIDTH) for width in config.hidden)}
-    else:  # conv: its options, capped
+    else:  # its own options, capped where it has them
         options = dict(config.network_options)
-        options["channels"] = [min(c, 8) for c in options.get("channels", [4, 8])]
-        options["width"] = min(options.get("width", WIDTH), WIDTH)
+        if NETWORKS.takes(config.network, "channels"):
+            options["channels"] = [min(c, 8) for c in options.get("channels", [4, 8])]
+        if NETWORKS.takes(config.network, "width"):
+            options["width"] = min(options.get("width", WIDTH), WIDTH)
         network = {"network_options": options}
     return replace(
         config,
@@ -65,10 +69,13 @@ def compare_config(config: CompareConfig) -> CompareConfig:
     """``config`` with :func:`train_config`'s caps, 50 test images and a short NUTS."""
     if not active():
         return config
+    from pyro_vae.inference.methods import METHODS
+
     options: dict[str, dict[str, Any]] = {k: dict(v) for k, v in config.method_options.items()}
-    if "nuts-latent" in config.methods:
-        short = {"images": 1, "chains": 2, "draws": NUTS_DRAWS, "warmup": NUTS_DRAWS}
-        options["nuts-latent"] = {**options.get("nuts-latent", {}), **short}
+    for method in config.methods:  # a method's own caps, where it declares them
+        short = getattr(METHODS[method], "smoke_options", None)
+        if short:
+            options[method] = {**options.get(method, {}), **short}
     return replace(
         config,
         base=train_config(config.base, IS_SAMPLES),

@@ -20,7 +20,7 @@ from typing import Any
 import pyro
 import torch
 
-from pyro_vae.inference import FitResult, FitState, evaluate, fit
+from pyro_vae.inference import OBJECTIVES, FitResult, FitState, evaluate, fit
 from pyro_vae.inference.distributed import Workers, leave, workers_from_environment
 from pyro_vae.inference.svi import Program, check_resume_state, check_step_size
 from pyro_vae.models import VAE
@@ -171,7 +171,7 @@ def _check_before_work(
 ) -> None:
     """Refuse data the likelihood cannot model, batch sizes the data or workers cannot take,
     and a checkpoint that does not fit the program, before anything is written."""
-    if config.objective == "elbo-analytic-kl" and not _analytic_kl(vae):
+    if OBJECTIVES[config.objective].analytic_kl and not _analytic_kl(vae):
         print(
             f"pyro-vae: note: no closed-form KL for the {config.guide} guide and the "
             f"{config.prior} prior; elbo-analytic-kl estimates it by Monte Carlo",
@@ -334,14 +334,14 @@ def _metrics(
             "name": config.weight_prior,
             "options": config.weight_prior_options,
             "decoder_estimate": "max ELBO (variational EM)"
-            if config.weight_prior == "flat"
+            if config.plain_decoder
             else "max ELBO + log p(w)",
         },
         "prior": {
             "name": config.prior,
             "options": config.prior_options,
             "kl_estimator": "analytic"
-            if config.objective == "elbo-analytic-kl" and _analytic_kl(vae)
+            if OBJECTIVES[config.objective].analytic_kl and _analytic_kl(vae)
             else "monte-carlo",
             **_label_marginal(scores["label_classes"]),
         },

@@ -38,7 +38,7 @@ def _project_imports(path):
 @pytest.mark.parametrize("layer", sorted(ALLOWED))
 def test_a_layer_imports_only_the_layers_below_it(layer):
     own = "pyro_vae." + layer.removeprefix("pyro_vae/")
-    for path in sorted((REPO / layer).glob("*.py")):
+    for path in sorted((REPO / layer).rglob("*.py")):
         for name in _project_imports(path):
             allowed = name.startswith(own) or any(
                 name == below or name.startswith(below + ".") for below in ALLOWED[layer]

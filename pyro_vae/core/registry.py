@@ -66,6 +66,11 @@ class Registry(dict[str, F], Generic[F]):
             ) from None
         check_option_types(f"{self.kind} {name!r}", factory, options)
 
+    def takes(self, name: str, option: str) -> bool:
+        """Whether the factory registered as ``name`` has the option ``option``."""
+        params = list(inspect.signature(self[name]).parameters)[self.positional :]
+        return option in params
+
     def build(self, name: str, *args: Any, **options: Any) -> Any:
         """Call the factory registered as ``name`` (options checked by :meth:`check_options`;
         arguments the call cannot take are refused before anything is built)."""
