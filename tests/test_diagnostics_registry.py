@@ -6,7 +6,7 @@ from dataclasses import fields
 import pytest
 
 from pyro_vae.cli import build_parser
-from pyro_vae.compare import results_table
+from pyro_vae.compare_report import results_table
 from pyro_vae.core.errors import ConfigError
 from pyro_vae.diagnose import DiagnoseConfig, render_report
 from pyro_vae.diagnostics import MEMBERS, SECTIONS, Budget, Column, Section, register_section

@@ -42,6 +42,19 @@ def test_wheel_installs_the_mapped_subpackages(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("pyro_vae-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "pyro_vae/models/vae.py" in names and "pyro_vae/inference/svi.py" in names
+    sources = {
+        "pyro_vae": "pyro_vae",
+        "models": "pyro_vae/models",
+        "inference": "pyro_vae/inference",
+    }
+    expected = {
+        f"{target}/{path.relative_to(REPO / folder).as_posix()}"
+        for folder, target in sources.items()
+        for path in (REPO / folder).rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    missing = sorted(expected - set(names))
+    assert not missing, f"the wheel lacks {missing[:5]} (a package not listed in pyproject.toml?)"
     assert not any(n.startswith(("models/", "inference/", "tests/")) for n in names)
     assert any(n.endswith("entry_points.txt") for n in names)
 

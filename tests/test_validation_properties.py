@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pyro_vae.inference import SVIConfig
 from pyro_vae.models import LIKELIHOODS, PRIORS, WEIGHT_PRIORS
 
-from pyro_vae.cli import _key_value
+from pyro_vae.cli_parser import _key_value
 from pyro_vae.config import TrainConfig, check_device
 from pyro_vae.core.errors import ConfigError, UnknownNameError
 from pyro_vae.core.validate import MAX_INT, nonnegative_int, positive_float, positive_int
