@@ -22,6 +22,11 @@ def option(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
+#: The :class:`~pyro_vae.models.ModelSpec` fields a run's config holds (``image_shape`` comes
+#: from the data).
+MODEL_FIELDS = frozenset(f.name for f in fields(ModelSpec)) - {"image_shape"}
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a ``pyro-vae train`` run; saved as the run's ``config.json``.
@@ -200,40 +205,17 @@ class TrainConfig:
         return WEIGHT_PRIORS[self.weight_prior].plain_decoder
 
     def svi_config(self) -> SVIConfig:
-        """The part of the run that :func:`pyro_vae.inference.fit` takes."""
-        return SVIConfig(
-            objective=self.objective,
-            gradient=self.gradient,
-            particles=self.particles,
-            optimizer=self.optimizer,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            beta=self.beta,
-            warmup_epochs=self.warmup_epochs,
-            clip_grad_norm=self.clip_grad_norm or None,
-            on_divergence=self.on_divergence,
-            jit=self.jit,
-            compile=self.compile,
-        )
+        """The part of the run that :func:`pyro_vae.inference.fit` takes: every
+        :class:`~pyro_vae.inference.SVIConfig` field, by the same name (a clip of 0 is none)."""
+        values = {f.name: getattr(self, f.name) for f in fields(SVIConfig)}
+        return SVIConfig(**{**values, "clip_grad_norm": self.clip_grad_norm or None})
 
     def model_spec(self, **changes: Any) -> ModelSpec:
-        """The model part of the run (``changes`` override fields, e.g. ``prior=``)."""
+        """The model part of the run: every :class:`~pyro_vae.models.ModelSpec` field this
+        config has, by the same name (``changes`` override fields, e.g. ``prior=``, or give
+        ``image_shape``, which comes from the data)."""
         values = {
-            name: getattr(self, name)
-            for name in (
-                "latent_dim",
-                "hidden",
-                "layer",
-                "network",
-                "network_options",
-                "guide",
-                "guide_options",
-                "prior",
-                "likelihood",
-                "prior_options",
-                "likelihood_options",
-            )
+            f.name: getattr(self, f.name) for f in fields(ModelSpec) if f.name in MODEL_FIELDS
         }
         return ModelSpec(**{**values, **changes})
 

@@ -67,3 +67,25 @@ def test_a_boolean_option_given_text_is_refused_by_the_cli(tmp_path):
         "pyro-vae: error: prior 'class-conditional' option learned takes true or false, not 'False'"
     ]
     assert not out.exists()
+
+
+def test_the_run_config_holds_every_model_and_svi_setting_by_its_name():
+    """TrainConfig is flat (its fields are the command line's options and config.json's
+    keys); svi_config() and model_spec() read ModelSpec's and SVIConfig's fields by name, so a
+    setting added to either must be a TrainConfig field of the same name."""
+    from dataclasses import fields
+
+    from pyro_vae.inference import SVIConfig
+    from pyro_vae.models import ModelSpec
+
+    from pyro_vae.config import TrainConfig
+
+    mine = {f.name: f for f in fields(TrainConfig)}
+    for spec in (ModelSpec, SVIConfig):
+        for f in fields(spec):
+            if f.name == "image_shape":
+                continue  # from the data, not a setting
+            assert f.name in mine, f"{spec.__name__}.{f.name} is not a TrainConfig setting"
+    config = TrainConfig(latent_dim=3, hidden=(7,), epochs=2, lr=0.01, clip_grad_norm=0.0)
+    assert config.model_spec().latent_dim == 3 and config.model_spec().hidden == (7,)
+    assert config.svi_config().epochs == 2 and config.svi_config().clip_grad_norm is None
