@@ -48,6 +48,7 @@ def _train(args: argparse.Namespace) -> None:
         resume=args.resume,
         progress=not args.quiet,
         allow_changed_data=args.allow_changed_data,
+        tensorboard=args.tensorboard,
     )
     if not metrics:  # a worker other than rank 0 of a torchrun launch: rank 0 reports
         return

@@ -124,6 +124,12 @@ def _add_train(commands: Any) -> None:
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
     )
     train.add_argument("--allow-changed-data", action="store_true", help=ALLOW_CHANGED_DATA_HELP)
+    train.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log every epoch (losses, test ELBO, KL per dimension, samples and "
+        "reconstructions) to TensorBoard, in OUT/tensorboard (pip install pyro-vae[tensorboard])",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -49,6 +49,7 @@ from .run_folder import (
 )
 from .runs import build_program, check_same_data, recorded_data
 from .signals import stop_on_signals
+from .tensorboard_log import TrainingBoard, check_available
 
 __all__ = ["RESUMABLE_CHANGES", "resume_config", "train"]
 
@@ -101,6 +102,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     allow_changed_data: bool = False,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train a VAE as ``config`` says and fill ``out_dir``; returns the metrics written.
 
@@ -111,8 +113,12 @@ def train(
         progress: Show a progress bar on stderr.
         allow_changed_data: On ``resume``, go on even if the data set's values differ from
             those the checkpoint was fitted to (otherwise refused, naming both fingerprints).
+        tensorboard: Also log every epoch to TensorBoard, in ``out_dir/tensorboard`` (see
+            :mod:`pyro_vae.tensorboard_log`).
     """
     out = Path(out_dir)
+    if tensorboard:
+        check_available()
     device, workers = _device_and_workers(config)
     check_out_dir(out, resume)
     workers.barrier()  # every worker has checked the folder before the first one writes
@@ -134,7 +140,16 @@ def train(
     with claim:
         if workers.is_main:
             write_json(out / "config.json", config.to_dict())
-        result = _fit(config, program, run, state, workers, out, progress)
+        board = (
+            TrainingBoard(out, run.test_x, run.test_labels, run.data.image_shape)
+            if tensorboard and workers.is_main
+            else None
+        )
+        try:
+            result = _fit(config, program, run, state, workers, out, progress, board)
+        finally:
+            if board is not None:
+                board.close()
         if not workers.is_main:  # evaluation, pictures and metrics are rank 0's
             return {}
         if vae.weight_sites:
@@ -212,8 +227,10 @@ def _fit(
     workers: Workers,
     out: Path,
     progress: bool,
+    board: TrainingBoard | None = None,
 ) -> FitResult:
-    """Fit with a checkpoint after every epoch and a polite stop on SIGINT / SIGTERM."""
+    """Fit with a checkpoint after every epoch (and the epoch logged to ``board``, if any) and
+    a polite stop on SIGINT / SIGTERM."""
     config_dict = config.to_dict()
     data_record = {"content_sha256": run.data.content_sha256()}
 
@@ -227,6 +244,8 @@ def _fit(
             checkpoint_tag(result.epochs, step),
             config.keep_checkpoints,
         )
+        if board is not None and fit_state.position is None:  # an epoch's end
+            board.epoch(program.vae if hasattr(program, "vae") else program, result)
 
     with stop_on_signals() as stop:
         should_stop = (
