@@ -92,7 +92,7 @@ def load_run(
     overrides = {"device": device or _device_here(saved, folder)}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    config = _readable_config(saved, overrides, path)
+    config = readable_config(saved, overrides, path)
     _check_config_json(folder, config, overrides)
     run = run_data(config)
     check_same_data(recorded_data(checkpoint), run.data, folder, allow=allow_changed_data)
@@ -122,7 +122,9 @@ def _device_here(saved: dict[str, Any], folder: Path) -> str:
     return device
 
 
-def _readable_config(saved: Any, overrides: dict[str, Any], path: Path) -> TrainConfig:
+def readable_config(saved: Any, overrides: dict[str, Any], path: Path) -> TrainConfig:
+    """The run config ``saved`` in ``path`` (a checkpoint or ``config.json``) with
+    ``overrides``, or a one-line error naming the file."""
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path} is not a pyro-vae config")
     try:
@@ -137,7 +139,7 @@ def _check_config_json(folder: Path, config: TrainConfig, overrides: dict[str, A
     path = folder / "config.json"
     if not os.path.lexists(path):
         return  # nothing says otherwise
-    written = _readable_config(read_json(path), overrides, path)
+    written = readable_config(read_json(path), overrides, path)
     differ = settings_that_differ(config, written)
     if differ:
         raise CheckpointError(

@@ -49,6 +49,7 @@ class TrainingBoard:
 
     Args:
         out: The run folder.
+        vae: The VAE being fitted (scored as it stands after each epoch).
         test_x: Test data as the run models it (binarized once).
         test_labels: Their labels, for priors that read them.
         image_shape: The shape of one image, or ``None`` for features (no pictures).
@@ -57,18 +58,20 @@ class TrainingBoard:
     def __init__(
         self,
         out: Path,
+        vae: VAE,
         test_x: torch.Tensor,
         test_labels: torch.Tensor | None,
         image_shape: tuple[int, ...] | None,
     ) -> None:
         self.writer = _summary_writer()(log_dir=str(out / FOLDER))
+        self.vae = vae
         self.x = test_x[:TEST_IMAGES]
         self.labels = None if test_labels is None else test_labels[:TEST_IMAGES]
         self.image_shape = image_shape
 
-    def epoch(self, vae: VAE, result: FitResult) -> None:
+    def epoch(self, result: FitResult) -> None:
         """Log the epoch that ``result`` has just recorded."""
-        step = result.epochs
+        vae, step = self.vae, result.epochs
         self.writer.add_scalar("loss/train", result.losses[-1], step)
         self.writer.add_scalar("kl_weight", result.betas[-1], step)
         if vae.weight_sites:  # random decoder weights: no point decoder to score mid-fit

@@ -47,7 +47,7 @@ from .run_folder import (
     run_data,
     versions,
 )
-from .runs import build_program, check_same_data, recorded_data
+from .runs import build_program, check_same_data, readable_config, recorded_data
 from .signals import stop_on_signals
 from .tensorboard_log import TrainingBoard, check_available
 
@@ -82,11 +82,7 @@ def _resume_state(out: Path, config: TrainConfig, device: torch.device) -> tuple
     path = latest_checkpoint(out)
     checkpoint = load_checkpoint(path, map_location=device)
     saved_dict, state = run_parts(checkpoint, path)
-    try:
-        saved = TrainConfig.from_dict(saved_dict)
-    except ConfigError as err:
-        raise CheckpointError(f"{path} holds a config this pyro-vae cannot read: {err}") from None
-    differ = settings_that_differ(saved, config)
+    differ = settings_that_differ(readable_config(saved_dict, {}, path), config)
     if differ:
         raise CheckpointError(
             f"the checkpoint in {out} was made with other settings ({', '.join(differ)}); "
@@ -141,7 +137,7 @@ def train(
         if workers.is_main:
             write_json(out / "config.json", config.to_dict())
         board = (
-            TrainingBoard(out, run.test_x, run.test_labels, run.data.image_shape)
+            TrainingBoard(out, vae, run.test_x, run.test_labels, run.data.image_shape)
             if tensorboard and workers.is_main
             else None
         )
@@ -245,7 +241,7 @@ def _fit(
             config.keep_checkpoints,
         )
         if board is not None and fit_state.position is None:  # an epoch's end
-            board.epoch(program.vae if hasattr(program, "vae") else program, result)
+            board.epoch(result)
 
     with stop_on_signals() as stop:
         should_stop = (
