@@ -1,6 +1,6 @@
 """Inference methods: SVI objectives, the fit loop, and estimators of log p(x)."""
 
-from .estimators import Evaluation, evaluate, log_importance_weights
+from .estimators import Evaluation, evaluate, log_importance_weights, weighted_draws
 from .objectives import OBJECTIVES
 from .optimizers import OPTIMIZERS
 from .svi import FitResult, FitState, SVIConfig, fit
@@ -15,4 +15,5 @@ __all__ = [
     "evaluate",
     "fit",
     "log_importance_weights",
+    "weighted_draws",
 ]

@@ -107,11 +107,23 @@ def _log_weight_terms(
     program: Program, x: torch.Tensor, labels: torch.Tensor | None, particles: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(x|z) and log p(z) - log q(z|x), each ``(particles, batch)``."""
-    shape = torch.Size((particles, x.shape[0]))
+    return _terms_of(*_traces(program, x, labels, particles), x, particles)
+
+
+def _traces(program: Program, x: torch.Tensor, labels: torch.Tensor | None, particles: int):
+    """The guide's trace under a plate of ``particles`` (dim -2), and the model's replayed
+    on its draws."""
     plate = pyro.plate("particles", particles, dim=-2)
     guide_trace = poutine.trace(plate(program.guide)).get_trace(x, labels)
     replayed = poutine.replay(plate(program.model), trace=guide_trace)
-    model_trace = poutine.trace(replayed).get_trace(x, labels)
+    return guide_trace, poutine.trace(replayed).get_trace(x, labels)
+
+
+def _terms_of(
+    guide_trace, model_trace, x: torch.Tensor, particles: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(x|z) and log p(z) - log q(z|x) of two traces :func:`_traces` made."""
+    shape = torch.Size((particles, x.shape[0]))
     observed = torch.zeros(shape, dtype=x.dtype, device=x.device)
     latent = torch.zeros(shape, dtype=x.dtype, device=x.device)
     for site in model_trace.nodes.values():
@@ -124,6 +136,33 @@ def _log_weight_terms(
         if site["type"] == "sample" and not site["is_observed"]:
             latent = latent - _site_log_prob(site, shape)
     return observed, latent
+
+
+@torch.no_grad()
+def weighted_draws(
+    program: Program,
+    x: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    particles: int = 1000,
+    max_elements: int = MAX_ELEMENTS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draws z_k ~ q(z|x), ``(K, num_data, latent_dim)``, and their importance log weights
+    log p(x, z_k) - log q(z_k|x), ``(K, num_data)``: q's draws for reweighting (PSIS).
+
+    Drawn a few particles at a time, so that particles x datapoints x features stay under
+    ``max_elements``.
+    """
+    positive_int("particles", particles)
+    per_chunk = max(1, max_elements // max(1, x.numel()))
+    draws, log_weights = [], []
+    for start in range(0, particles, per_chunk):
+        k = min(per_chunk, particles - start)
+        guide_trace, model_trace = _traces(program, x, labels, k)
+        observed, latent = _terms_of(guide_trace, model_trace, x, k)
+        draws.append(guide_trace.nodes["z"]["value"].expand(k, *x.shape[:1], -1))
+        log_weights.append(observed + latent)
+    return torch.cat(draws), torch.cat(log_weights)
 
 
 class _LogWeightTerms(nn.Module):

@@ -111,6 +111,11 @@ def inference_data(
     images: Sequence[int] = (),
     log_likelihood: Mapping[str, torch.Tensor] | None = None,
     test_images: Sequence[int] = (),
+    predictive: Mapping[str, torch.Tensor] | None = None,
+    observed: Mapping[str, torch.Tensor] | None = None,
+    predictive_dims: Mapping[str, str] | None = None,
+    ranks: torch.Tensor | None = None,
+    rank_names: Sequence[str] = (),
 ) -> az.InferenceData:
     """One InferenceData for a diagnosis.
 
@@ -124,6 +129,13 @@ def inference_data(
             ``log_likelihood`` group holds one variable per fit with one chain and one draw
             (the value is already marginalised over z).
         test_images: Indices of those test images.
+        predictive: Replicated test statistics of the posterior predictive check, each
+            ``(replicates, values)``: the ``posterior_predictive`` group (one chain).
+        observed: The same statistics of the test images, each ``(values,)``:
+            ``observed_data``; with ``predictive``, what ``arviz.plot_ppc`` reads.
+        predictive_dims: Each statistic's dimension name (e.g. ``"ppc_image"``).
+        ranks: Simulation-based calibration ranks, ``(quantities, simulations)``: the extra
+            group ``sbc_ranks``, one coordinate per name in ``rank_names``.
     """
     posterior = {}
     if nuts is not None:
@@ -145,9 +157,34 @@ def inference_data(
         coords.update(image=list(images), latent=list(range(latent_dim)))
     if log_likelihood:
         coords["test_image"] = list(test_images)
+    if predictive:
+        groups["posterior_predictive"] = {k: _numpy(v)[None] for k, v in predictive.items()}
+        groups["observed_data"] = {k: _numpy(v) for k, v in (observed or {}).items()}
+        dims.update({name: [(predictive_dims or {}).get(name, name)] for name in predictive})
     if _legacy():
-        return _arviz().from_dict(**groups, coords=coords, dims=dims)
-    return _arviz().from_dict(groups, coords=coords, dims=dims)
+        idata = _arviz().from_dict(**groups, coords=coords, dims=dims)
+    else:
+        idata = _arviz().from_dict(groups, coords=coords, dims=dims)
+    if ranks is not None:
+        _add_ranks(idata, ranks, rank_names)
+    return idata
+
+
+def _add_ranks(idata: Any, ranks: torch.Tensor, names: Sequence[str]) -> None:
+    """The group ``sbc_ranks`` (not one of ArviZ's standard groups, so added afterwards)."""
+    import xarray as xr
+
+    values = ranks.cpu().numpy() if isinstance(ranks, torch.Tensor) else np.asarray(ranks)
+    dataset = xr.Dataset(
+        {"rank": (("quantity", "simulation"), values.astype(np.int64))},
+        coords={"quantity": list(names)},
+    )
+    if _legacy():
+        with warnings.catch_warnings():  # "sbc_ranks is not a standard group"
+            warnings.simplefilter("ignore", UserWarning)
+            idata.add_groups({"sbc_ranks": dataset})
+    else:
+        idata["sbc_ranks"] = xr.DataTree(dataset)
 
 
 def posterior_summary(idata: az.InferenceData, var_name: str) -> list[dict[str, Any]]:
@@ -263,3 +300,24 @@ def held_out_elpd(log_likelihood: Any) -> Any:
         elpd_i=elpd_i,
         pareto_k=pareto_k,
     )
+
+
+def ecdf_band(n: int, points: np.ndarray, prob: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """ArviZ's simultaneous ``prob`` band (Säilynoja et al. 2022) for the ECDF of ``n``
+    uniform values at ``points``, as ECDF fractions ``(lower, upper)``.
+
+    ArviZ 0.x has it as ``ecdf_confidence_band`` (optimised); 1.x (arviz-stats) gives the
+    pointwise level that makes a band simultaneous, by simulation, and the band at that level.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if _legacy():
+        from arviz.stats.ecdf_utils import ecdf_confidence_band
+
+        lower, upper = ecdf_confidence_band(n, points, points, prob=prob, method="optimized")
+    else:
+        from arviz_stats.ecdf_utils import get_pointwise_confidence_band, simulate_confidence_bands
+
+        rng = np.random.default_rng(0)
+        pointwise = simulate_confidence_bands(n, 1, points, prob, 1000, rng)
+        lower, upper = get_pointwise_confidence_band(pointwise, n, points)
+    return np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)

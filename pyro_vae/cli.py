@@ -99,6 +99,7 @@ def _compare(args: argparse.Namespace) -> None:
 
 def _diagnose(args: argparse.Namespace) -> None:
     from .diagnose import DiagnoseConfig, diagnose
+    from .diagnostics import SectionRefused
 
     given = {
         f.name: getattr(args, f.name)
@@ -121,6 +122,8 @@ def _diagnose(args: argparse.Namespace) -> None:
         f"{100 * imp['khat_shares']['bad (> 0.7)']:.1f} % of images, "
         f"{col['active_units']}/{col['latent_dim']} active units; report: {out}/report.md"
     )
+    if report.get("refused"):  # the report is written; the refused sections make it exit 2
+        raise SectionRefused("; ".join(f"{k}: {v}" for k, v in report["refused"].items()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

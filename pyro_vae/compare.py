@@ -20,13 +20,20 @@ from pyro_vae.inference import evaluate
 from pyro_vae.inference.methods import METHODS, MethodResult, Problem
 from pyro_vae.models import GUIDES, PRIORS, WEIGHT_PRIORS
 
-from . import arviz_bridge, plots
+from . import arviz_bridge, plots, smoke
 from .checkpoint import write_json, write_text
 from .compare_report import report_markdown, write_csv
 from .config import TrainConfig
 from .core.errors import ConfigError
 from .core.validate import check_allocation, nonnegative_int, positive_int
-from .diagnostics import MIN_IS_SAMPLES, SECTIONS, Scored, Section, elpd_comparison
+from .diagnostics import (
+    MIN_IS_SAMPLES,
+    SECTIONS,
+    Scored,
+    Section,
+    SectionRefused,
+    elpd_comparison,
+)
 from .run_folder import (
     TRAIN_ELBO_SAMPLES,
     RunData,
@@ -229,14 +236,25 @@ def _row(result: MethodResult, cell, train_x, train_labels, test_x, test_labels,
                 label_classes=test.label_classes,
                 test_nll_given_label=-test.log_likelihood_given_label.mean().item(),
             )
-        scored = Scored(result.vae, test_x, test_labels, test)
+        scored = Scored(result.vae, test_x, test_labels, test, _scoring_budget())
         for section in sorted(SECTIONS.values(), key=_first_place):  # in the table's order
             if section.score is not None:
-                row.update(section.score(scored))
+                try:
+                    row.update(section.score(scored))
+                except SectionRefused:  # e.g. no point decoder: its columns stay empty
+                    pass
     row.update({k: v for k, v in result.details.items() if k != "posterior"})
     if "posterior" in result.details:  # NUTS draws: convergence by ArviZ, as diagnose does
         row.update(arviz_bridge.convergence(result.details["posterior"].samples))
     return row, per_image
+
+
+def _scoring_budget():
+    """The budget the sections' columns are scored with: ``diagnose``'s defaults, capped
+    under the smoke budget."""
+    from .diagnose import DiagnoseConfig
+
+    return smoke.diagnose_config(DiagnoseConfig(), quiet=True)
 
 
 def _first_place(section: Section) -> int:

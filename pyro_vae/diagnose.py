@@ -3,7 +3,11 @@
 Outputs (in ``RUN/diagnostics`` unless told otherwise): ``report.md`` (numbers and pictures),
 ``diagnostics.json`` (the same numbers, per-image values included), ``inference_data.nc``
 (ArviZ InferenceData: NUTS and q(z|x) draws in ``posterior``, per-image test log-likelihoods of
-every fit in ``log_likelihood``), and the pictures the report shows.
+every fit in ``log_likelihood``, the posterior predictive checks' statistics in
+``posterior_predictive`` and ``observed_data``, and the calibration ranks in ``sbc_ranks``), and
+the pictures the report shows. A section that cannot run (too few draws for a rank test, no
+point decoder) is named with its reason in the report, the rest is written, and the command
+exits 2.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from .config import option
 from .core.errors import CheckpointError
 from .core.validate import nonnegative_int, positive_int
 from .data import evenly_spaced
-from .diagnostics import SECTIONS, Diagnosis
+from .diagnostics import SECTIONS, Diagnosis, SectionRefused
 from .run_folder import check_out_dir, claimed_out_dir, versions
 from .runs import Run, load_run
 
@@ -122,7 +126,11 @@ def diagnose(
     }
     with claimed_out_dir(out):
         for section in SECTIONS.values():
-            section.compute(d)
+            try:
+                section.compute(d)
+            except SectionRefused as refusal:  # the rest of the report is still written
+                d.report.setdefault("refused", {})[section.name] = str(refusal)
+                d.say(f"{section.name} refused: {refusal}")
         idata = arviz_bridge.inference_data(
             **d.draws, log_likelihood=d.log_likelihoods, test_images=rows.tolist()
         )
@@ -148,6 +156,9 @@ def render_report(report: dict[str, Any]) -> str:
         part = section.render(report)
         if part:
             lines += ["", *part]
+    if report.get("refused"):
+        lines += ["", "## Sections not run", ""]
+        lines += [f"- **{name}**: {reason}" for name, reason in report["refused"].items()]
     lines += ["", "## Pictures", ""]
     lines += [f"**{title}**\n\n![{name}]({name})\n" for title, name in report["pictures"].items()]
     return "\n".join(lines) + "\n"

@@ -85,14 +85,15 @@ def compare_config(config: CompareConfig) -> CompareConfig:
     )
 
 
-def diagnose_config(config: DiagnoseConfig) -> DiagnoseConfig:
+def diagnose_config(config: DiagnoseConfig, quiet: bool = False) -> DiagnoseConfig:
     """``config`` with 50 test images and every budget option at most its declared smoke cap
     (K = 200, two gap images, a short NUTS)."""
     if not active():
         return config
     from .diagnostics import SECTIONS
 
-    _say("50 test images, K = 200, 2 gap images, a short NUTS")
+    if not quiet:
+        _say("50 test images, K = 200, 2 gap images, a short NUTS")
     caps = {
         budget.name: min(getattr(config, budget.name), budget.smoke)
         for section in SECTIONS.values()

@@ -30,6 +30,14 @@ QUICK = [
     "20",
     "--nuts-warmup",
     "20",
+    "--coverage-draws",
+    "200",
+    "--sbc-simulations",
+    "40",
+    "--sbc-draws",
+    "19",
+    "--ppc-replicates",
+    "10",
     "--quiet",
 ]
 OUTPUTS = {
@@ -42,6 +50,8 @@ OUTPUTS = {
     "collapse.png",
     "aggregate.png",
     "nuts_vs_vi.png",
+    "sbc_ecdf.png",
+    "ppc.png",
 }
 
 
@@ -86,7 +96,21 @@ def test_diagnose_writes_every_output(runs, capsys):
     assert {r["fit"] for r in report["elpd"]} == {"a", "b"}
     assert min(r["elpd_diff"] for r in report["elpd"]) == 0.0
     idata = arviz_bridge.load(out / "inference_data.nc")
-    assert set(arviz_bridge.group_names(idata)) == {"posterior", "log_likelihood"}
+    assert set(arviz_bridge.group_names(idata)) == {
+        "posterior",
+        "log_likelihood",
+        "posterior_predictive",
+        "observed_data",
+        "sbc_ranks",
+    }
+    assert idata.posterior_predictive["intensity"].shape == (1, 10, 30)
+    assert idata.observed_data["pixel_mean"].shape == (784,)
+    assert idata["sbc_ranks"]["rank"].shape == (4, 40)
+    assert 0 <= int(idata["sbc_ranks"]["rank"].max()) <= 19
+    assert report["calibration"]["simulations"] == 40 and len(report["calibration"]["rows"]) == 4
+    assert report["coverage"]["images"] == report["nuts"]["images"]
+    assert len(report["coverage"]["q"]["per_image"][0]) == 2  # 50 % interval, per NUTS image
+    assert len(report["predictive"]["intensity"]["p_values"]) == 30
     assert idata.posterior["z_nuts"].shape == (2, 20, 2, 2)
     assert set(idata.log_likelihood.data_vars) == {"a", "b"}
     assert idata.log_likelihood["a"].shape == (1, 1, 30)
@@ -97,6 +121,9 @@ def test_diagnose_writes_every_output(runs, capsys):
         "Aggregate posterior",
         "Inference gaps",
         "q(z|x) against NUTS",
+        "Coverage of q's intervals",
+        "Is q calibrated?",
+        "Posterior predictive checks",
         "Model comparison",
     ):
         assert heading in text
@@ -132,14 +159,32 @@ def test_diagnose_defaults_to_the_run_folder_and_can_skip_stages(runs, tmp_path)
     run = tmp_path / "p"
     shutil.copytree(runs / "p", run)
     args = ["--num-test", "20", "--is-samples", "200", "--gap-images", "0", "--nuts-images", "0"]
-    assert main(["diagnose", str(run), *args, "--quiet"]) == 0
+    skip = ["--sbc-simulations", "0", "--ppc-replicates", "0"]
+    assert main(["diagnose", str(run), *args, *skip, "--quiet"]) == 0
     names = {p.name for p in (run / "diagnostics").iterdir()}
-    # pPCA has no images and NUTS and gaps were skipped.
-    assert names == OUTPUTS - {"worst_images.png", "nuts_vs_vi.png"}
+    # pPCA has no images, and NUTS, gaps, calibration and predictive checks were skipped.
+    assert names == OUTPUTS - {"worst_images.png", "nuts_vs_vi.png", "sbc_ecdf.png", "ppc.png"}
     report = json.loads((run / "diagnostics" / "diagnostics.json").read_text())
     assert "gaps" not in report and "nuts" not in report
+    assert "calibration" not in report and "predictive" not in report
+    assert report["coverage"] == {"skipped": "needs the nuts section's draws (nuts_images > 0)"}
     back = arviz_bridge.load(run / "diagnostics" / "inference_data.nc")
     assert arviz_bridge.group_names(back) == ["log_likelihood"]
+
+
+def test_a_refused_section_exits_2_with_the_rest_written(runs, tmp_path, capsys):
+    out = tmp_path / "refused"
+    args = ["--num-test", "20", "--is-samples", "200", "--gap-images", "0", "--nuts-images", "0"]
+    code = main(
+        ["diagnose", str(runs / "p"), *args, "--sbc-draws", "5", "--out", str(out), "--quiet"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "calibration: sbc_draws must be at least 9" in err[0]
+    report = json.loads((out / "diagnostics.json").read_text())
+    assert "calibration" in report["refused"] and "predictive" in report
+    text = (out / "report.md").read_text()
+    assert "## Sections not run" in text and "Posterior predictive checks" in text
 
 
 def _refused(capsys, *args):

@@ -13,7 +13,17 @@ from pyro_vae.diagnostics import MEMBERS, SECTIONS, Budget, Column, Section, reg
 
 
 def test_the_registry_holds_every_member_in_the_report_order():
-    assert list(SECTIONS) == list(MEMBERS) == ["importance", "collapse", "gaps", "nuts", "elpd"]
+    assert list(SECTIONS) == list(MEMBERS)
+    assert list(MEMBERS) == [
+        "importance",
+        "collapse",
+        "gaps",
+        "nuts",
+        "coverage",
+        "calibration",
+        "predictive",
+        "elpd",
+    ]
 
 
 def test_the_budget_options_are_the_sections_declarations():
@@ -59,5 +69,13 @@ def test_a_registered_section_joins_the_report_and_the_compare_table(extra_secti
            "wall_time_s": 1.0, "extra_key": 2.5, "khat_bad": 0.1, "active_units": 2}  # fmt: skip
     header = results_table([row]).splitlines()[0]
     titles = [t.strip() for t in header.strip("|").split("|")]
-    assert titles[-4:] == ["active units", "share k-hat > 0.7", "extra column", "fit time (s)"]
+    assert titles[-7:] == [
+        "active units",
+        "share k-hat > 0.7",
+        "SBC min p",
+        "SBC rank spread",
+        "PPC extreme images",
+        "extra column",
+        "fit time (s)",
+    ]
     assert results_table([row]).splitlines()[2].split("|")[-3].strip() == "2.50"

@@ -15,8 +15,14 @@ import torch
 from pyro_vae.inference import Evaluation
 from pyro_vae.models import VAE
 
+from ..core.errors import ConfigError
 from ..core.registry import Registry
 from ..runs import Run
+
+
+class SectionRefused(ConfigError):
+    """A section cannot run on this run or budget: ``diagnose`` records the reason, writes
+    the rest of the report and exits 2."""
 
 
 @dataclass(frozen=True)
@@ -73,13 +79,16 @@ class Diagnosis:
 class Scored:
     """One fit of ``compare`` scored on the test images: what a section's columns read.
 
-    ``evaluation`` keeps its log weights when K is large enough for k-hat.
+    ``evaluation`` keeps its log weights when K is large enough for k-hat; ``config`` is the
+    budget a section's score runs with (``diagnose``'s defaults, capped under the smoke
+    budget).
     """
 
     vae: VAE
     x: torch.Tensor
     labels: torch.Tensor | None
     evaluation: Evaluation
+    config: Any = None  # DiagnoseConfig
 
 
 @dataclass(frozen=True)
