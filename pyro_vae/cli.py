@@ -56,7 +56,8 @@ def _train(args: argparse.Namespace) -> None:
     print(
         f"{config.dataset} ({config.binarization} binarization): test ELBO {test['elbo']:.2f}, "
         f"log p(x) {test['log_likelihood']:.2f} nats per datapoint "
-        f"(importance sampling, K={test['is_samples']}); run folder: {out}"
+        f"(importance sampling, K={test['is_samples']}); run folder: {out} "
+        f"(summary: {out}/summary.html)"
     )
 
 
@@ -94,7 +95,10 @@ def _compare(args: argparse.Namespace) -> None:
     config = smoke.compare_config(preset_config(args.preset, base=base, **grid))
     out = args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}"
     results = compare(config, out, progress=not args.quiet)
-    print(f"pyro-vae compare: {len(results['rows'])} fits; results in {out}/results.md")
+    print(
+        f"pyro-vae compare: {len(results['rows'])} fits; results in {out}/report.html "
+        "(and results.md)"
+    )
 
 
 def _diagnose(args: argparse.Namespace) -> None:
@@ -120,7 +124,8 @@ def _diagnose(args: argparse.Namespace) -> None:
         f"{report['dataset']}: log p(x) {imp['log_likelihood']:.2f} nats per datapoint "
         f"(K={imp['is_samples']}), k-hat > 0.7 for "
         f"{100 * imp['khat_shares']['bad (> 0.7)']:.1f} % of images, "
-        f"{col['active_units']}/{col['latent_dim']} active units; report: {out}/report.md"
+        f"{col['active_units']}/{col['latent_dim']} active units; report: {out}/report.html "
+        "(and report.md)"
     )
     if report.get("refused"):  # the report is written; the refused sections make it exit 2
         raise SectionRefused("; ".join(f"{k}: {v}" for k, v in report["refused"].items()))

@@ -2,7 +2,8 @@
 budget.
 
 Every cell is fitted by :data:`~pyro_vae.inference.methods.METHODS` and measured by the same
-estimators; the results folder holds ``results.md`` (a table a person reads), ``results.csv``,
+estimators; the results folder holds ``results.md`` (a table a person reads), ``report.html``
+(the same as one self-contained page for a browser, with a glossary), ``results.csv``,
 ``results.json``, ``config.json`` and pictures (``samples.png``, ``reconstructions.png``,
 ``loss.png``, ``nll.png``). Every cell is checked before the first fit starts.
 """
@@ -34,6 +35,7 @@ from .diagnostics import (
     SectionRefused,
     elpd_comparison,
 )
+from .html_page import write_page
 from .run_folder import (
     TRAIN_ELBO_SAMPLES,
     RunData,
@@ -313,7 +315,9 @@ def compare(config: CompareConfig, out_dir: str | Path, *, progress: bool = True
         }
         write_json(out / "results.json", results)
         write_csv(out / "results.csv", grid.rows)
-        write_text(out / "results.md", report_markdown(config, grid.rows, summary, pictures))
+        text = report_markdown(config, grid.rows, summary, pictures)
+        write_text(out / "results.md", text)
+        write_page(out / "report.html", text, f"pyro-vae compare: {base.dataset}")
         return results
 
 

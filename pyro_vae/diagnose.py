@@ -1,6 +1,7 @@
 """``pyro-vae diagnose``: every diagnostic of a trained run, written as a report.
 
 Outputs (in ``RUN/diagnostics`` unless told otherwise): ``report.md`` (numbers and pictures),
+``report.html`` (the same as one self-contained page for a browser, with a glossary),
 ``diagnostics.json`` (the same numbers, per-image values included), ``inference_data.nc``
 (ArviZ InferenceData: NUTS and q(z|x) draws in ``posterior``, per-image test log-likelihoods of
 every fit in ``log_likelihood``, the posterior predictive checks' statistics in
@@ -25,6 +26,7 @@ from .core.errors import CheckpointError
 from .core.validate import nonnegative_int, positive_int
 from .data import evenly_spaced
 from .diagnostics import SECTIONS, Diagnosis, SectionRefused
+from .html_page import write_page
 from .run_folder import check_out_dir, claimed_out_dir, versions
 from .runs import Run, load_run
 
@@ -138,8 +140,10 @@ def diagnose(
         d.report["pictures"] = d.pictures
         d.report["versions"] = versions()
         write_json(out / "diagnostics.json", d.report)
-        write_text(out / "report.md", render_report(d.report))
-        d.say(f"report in {out / 'report.md'}")
+        text = render_report(d.report)
+        write_text(out / "report.md", text)
+        write_page(out / "report.html", text, f"pyro-vae diagnose: {run.folder}")
+        d.say(f"report in {out / 'report.md'} and {out / 'report.html'}")
         return d.report
 
 

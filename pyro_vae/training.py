@@ -47,6 +47,7 @@ from .run_folder import (
     run_data,
     versions,
 )
+from .run_summary import write_summary
 from .runs import build_program, check_same_data, readable_config, recorded_data
 from .signals import stop_on_signals
 from .tensorboard_log import TrainingBoard, check_available
@@ -154,6 +155,7 @@ def train(
         pictures = _save_pictures(out, vae, run, result, scores["test"]["elbo"])
         metrics = _metrics(config, vae, run, result, scores, pictures, device, workers)
         write_json(out / "metrics.json", metrics)
+        write_summary(out, config.to_dict(), metrics)
         return metrics
 
 

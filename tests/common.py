@@ -48,6 +48,35 @@ TINY = [
     "--quiet",
 ]
 
+#: ``pyro-vae diagnose`` options for a diagnosis of a few seconds.
+QUICK_DIAGNOSE = [
+    "--num-test",
+    "30",
+    "--is-samples",
+    "200",
+    "--gap-images",
+    "5",
+    "--gap-steps",
+    "20",
+    "--nuts-images",
+    "2",
+    "--nuts-chains",
+    "2",
+    "--nuts-draws",
+    "20",
+    "--nuts-warmup",
+    "20",
+    "--coverage-draws",
+    "200",
+    "--sbc-simulations",
+    "40",
+    "--sbc-draws",
+    "19",
+    "--ppc-replicates",
+    "10",
+    "--quiet",
+]
+
 
 def run_cli(
     *args: str, cwd: Path | None = None, module: bool = True, env: dict[str, str] | None = None

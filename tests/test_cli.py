@@ -22,6 +22,7 @@ RUN_FILES = {
     "samples.png",
     "latent.png",
     "loss.png",
+    "summary.html",
 }
 
 

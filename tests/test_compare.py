@@ -50,6 +50,7 @@ OUTPUTS = {
     "reconstructions.png",
     "loss.png",
     "nll.png",
+    "report.html",
 }
 
 
