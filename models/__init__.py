@@ -8,6 +8,7 @@ from .guides import GUIDES, EncoderGuide, GuideFamily, moments
 from .likelihoods import LIKELIHOODS, Likelihood
 from .networks import LAYERS, NETWORKS, Decoder, Networks
 from .priors import PRIORS, Prior, PriorContext
+from .semi_supervised import SemiSupervisedVAE
 from .vae import VAE, ModelSpec, build_vae, local_params
 from .weight_priors import WEIGHT_PRIORS, WeightPrior
 
@@ -27,6 +28,7 @@ __all__ = [
     "ModelSpec",
     "Prior",
     "PriorContext",
+    "SemiSupervisedVAE",
     "WeightPrior",
     "build_vae",
     "local_params",

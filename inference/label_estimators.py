@@ -1,0 +1,119 @@
+"""Estimators for the discrete label y of the semi-supervised VAE, and its scores.
+
+An unlabelled image's ELBO is U(x) = Σ_y q(y | x) L(x, y) + H[q(y | x)] (Kingma et al. 2014,
+eq. 7). Each member of :data:`LABEL_ESTIMATORS` turns the guide's draw of y into an estimate of
+U and of its gradient:
+
+- ``enumerate``: the sum over y done exactly, by Pyro's parallel enumeration
+  (``TraceEnum_ELBO`` with the guide under ``config_enumerate``): no variance from y.
+- ``score-function``: one y drawn per particle and its gradient taken by the score-function
+  (REINFORCE) term of ``TraceGraph_ELBO``: unbiased, with a variance enumeration does not have.
+
+A labelled image's ELBO L(x, y) has no discrete latent; every estimator computes it the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, config_enumerate
+from pyro_vae.models import SemiSupervisedVAE
+
+from pyro_vae.core.registry import Registry
+from pyro_vae.core.validate import positive_int
+
+
+@dataclass(frozen=True)
+class LabelEstimator:
+    """How the negative ELBO of unlabelled images and its gradient are estimated.
+
+    Args:
+        name: Its name in :data:`LABEL_ESTIMATORS`.
+        objective: ``objective(model, guide, x)``: a tensor whose value estimates the negative
+            ELBO summed over the rows of ``x`` and whose gradient is the estimator's.
+        wrap_guide: What the estimator does to the guide (e.g. mark y for enumeration).
+        particles: Draws per image.
+    """
+
+    name: str
+    objective: Callable[[Callable, Callable, torch.Tensor], torch.Tensor]
+    wrap_guide: Callable[[Callable], Callable]
+    particles: int
+
+    def loss(
+        self, vae: SemiSupervisedVAE, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The negative ELBO of the rows of ``x``, summed, differentiable: ``labels`` observe
+        y (no discrete latent left, the same for every estimator); ``None`` leaves y to the
+        estimator."""
+        if labels is not None:
+            elbo = Trace_ELBO(max_plate_nesting=1, **_particles(self.particles))
+            return elbo.differentiable_loss(vae.model, vae.guide, x, labels)
+        return self.objective(vae.model, self.wrap_guide(vae.guide), x)
+
+
+#: Estimator name -> ``factory(particles=1)`` returning a :class:`LabelEstimator`.
+LABEL_ESTIMATORS: Registry[Callable[..., LabelEstimator]] = Registry("label estimator")
+
+
+def _particles(particles: int) -> dict:
+    positive_int("particles", particles)
+    return {"num_particles": particles, "vectorize_particles": particles > 1}
+
+
+@LABEL_ESTIMATORS.register("enumerate")
+def enumerate_labels(particles: int = 1) -> LabelEstimator:
+    """y summed out exactly: ``TraceEnum_ELBO`` with y enumerated in parallel."""
+    elbo = TraceEnum_ELBO(max_plate_nesting=1, **_particles(particles))
+    return LabelEstimator(
+        "enumerate",
+        elbo.differentiable_loss,
+        lambda guide: config_enumerate(guide, "parallel"),
+        particles,
+    )
+
+
+@LABEL_ESTIMATORS.register("score-function")
+def score_function(particles: int = 1) -> LabelEstimator:
+    """y drawn, its gradient by the score-function term of ``TraceGraph_ELBO`` (each image's
+    score weighted by its own cost only, as the data plate allows)."""
+    elbo = TraceGraph_ELBO(max_plate_nesting=1, **_particles(particles))
+
+    def objective(model: Callable, guide: Callable, x: torch.Tensor) -> torch.Tensor:
+        # TraceGraph_ELBO gives the ELBO and the surrogate whose gradient is its estimator
+        # (what its loss_and_grads differentiates); the result carries the value of the one
+        # and the gradient of the other.
+        value, surrogate = elbo._loss_and_surrogate_loss(model, guide, (x,), {})
+        return surrogate - surrogate.detach() - value.detach()
+
+    return LabelEstimator("score-function", objective, lambda guide: guide, particles)
+
+
+@torch.no_grad()
+def log_marginal(vae: SemiSupervisedVAE, x: torch.Tensor, is_samples: int = 100) -> torch.Tensor:
+    """log p(x) per row: y summed out exactly, log p(x | y) importance-sampled with K =
+    ``is_samples`` draws from q(z | x, y) for every y."""
+    positive_int("is_samples", is_samples)
+    with pyro.settings.context(module_local_params=True):
+        classes = torch.eye(vae.classes, dtype=x.dtype, device=x.device)
+        y = classes[:, None, :].expand(vae.classes, len(x), vae.classes)  # (C, N, C)
+        q = vae.latent_posterior(x, y)
+        z = q.sample((is_samples,))  # (K, C, N, L)
+        prior = dist.Normal(torch.zeros_like(z), 1.0).to_event(1)
+        log_w = vae.likelihood(vae.decode(z, y)).log_prob(x) + prior.log_prob(z) - q.log_prob(z)
+        log_x_given_y = torch.logsumexp(log_w, 0) - math.log(is_samples)  # (C, N)
+        log_y = vae.label_prior(x).logits.T.log_softmax(0)  # log p(y), (C, N)
+        return torch.logsumexp(log_y + log_x_given_y, 0)
+
+
+@torch.no_grad()
+def classification_error(vae: SemiSupervisedVAE, x: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of rows whose most probable class under q(y | x) is not their label."""
+    with pyro.settings.context(module_local_params=True):
+        predicted = vae.classifier_logits(x).argmax(-1)
+    return (predicted != labels).double().mean().item()
