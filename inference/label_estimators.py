@@ -8,6 +8,8 @@ U and of its gradient:
   (``TraceEnum_ELBO`` with the guide under ``config_enumerate``): no variance from y.
 - ``score-function``: one y drawn per particle and its gradient taken by the score-function
   (REINFORCE) term of ``TraceGraph_ELBO``: unbiased, with a variance enumeration does not have.
+- ``relaxed``: y drawn from its Concrete relaxation, a reparameterised draw: low variance,
+  biased by the temperature, exact as it falls to 0.
 
 A labelled image's ELBO L(x, y) has no discrete latent; every estimator computes it the same way.
 """
@@ -22,8 +24,11 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, config_enumerate
+from pyro.poutine.messenger import Messenger
 from pyro_vae.models import SemiSupervisedVAE
+from torch.distributions import kl_divergence
 
+from pyro_vae.core.errors import ConfigError
 from pyro_vae.core.registry import Registry
 from pyro_vae.core.validate import positive_int
 
@@ -34,16 +39,16 @@ class LabelEstimator:
 
     Args:
         name: Its name in :data:`LABEL_ESTIMATORS`.
-        objective: ``objective(model, guide, x)``: a tensor whose value estimates the negative
-            ELBO summed over the rows of ``x`` and whose gradient is the estimator's.
-        wrap_guide: What the estimator does to the guide (e.g. mark y for enumeration).
+        objective: ``objective(vae, x)``: a tensor whose value estimates the negative ELBO
+            summed over the rows of ``x`` and whose gradient is the estimator's.
         particles: Draws per image.
+        unbiased: Whether the estimate and its gradient are unbiased for the ELBO's.
     """
 
     name: str
-    objective: Callable[[Callable, Callable, torch.Tensor], torch.Tensor]
-    wrap_guide: Callable[[Callable], Callable]
+    objective: Callable[[SemiSupervisedVAE, torch.Tensor], torch.Tensor]
     particles: int
+    unbiased: bool = True
 
     def loss(
         self, vae: SemiSupervisedVAE, x: torch.Tensor, labels: torch.Tensor | None = None
@@ -54,10 +59,10 @@ class LabelEstimator:
         if labels is not None:
             elbo = Trace_ELBO(max_plate_nesting=1, **_particles(self.particles))
             return elbo.differentiable_loss(vae.model, vae.guide, x, labels)
-        return self.objective(vae.model, self.wrap_guide(vae.guide), x)
+        return self.objective(vae, x)
 
 
-#: Estimator name -> ``factory(particles=1)`` returning a :class:`LabelEstimator`.
+#: Estimator name -> ``factory(particles=1, **options)`` returning a :class:`LabelEstimator`.
 LABEL_ESTIMATORS: Registry[Callable[..., LabelEstimator]] = Registry("label estimator")
 
 
@@ -70,12 +75,11 @@ def _particles(particles: int) -> dict:
 def enumerate_labels(particles: int = 1) -> LabelEstimator:
     """y summed out exactly: ``TraceEnum_ELBO`` with y enumerated in parallel."""
     elbo = TraceEnum_ELBO(max_plate_nesting=1, **_particles(particles))
-    return LabelEstimator(
-        "enumerate",
-        elbo.differentiable_loss,
-        lambda guide: config_enumerate(guide, "parallel"),
-        particles,
-    )
+
+    def objective(vae: SemiSupervisedVAE, x: torch.Tensor) -> torch.Tensor:
+        return elbo.differentiable_loss(vae.model, config_enumerate(vae.guide, "parallel"), x)
+
+    return LabelEstimator("enumerate", objective, particles)
 
 
 @LABEL_ESTIMATORS.register("score-function")
@@ -84,14 +88,62 @@ def score_function(particles: int = 1) -> LabelEstimator:
     score weighted by its own cost only, as the data plate allows)."""
     elbo = TraceGraph_ELBO(max_plate_nesting=1, **_particles(particles))
 
-    def objective(model: Callable, guide: Callable, x: torch.Tensor) -> torch.Tensor:
+    def objective(vae: SemiSupervisedVAE, x: torch.Tensor) -> torch.Tensor:
         # TraceGraph_ELBO gives the ELBO and the surrogate whose gradient is its estimator
         # (what its loss_and_grads differentiates); the result carries the value of the one
         # and the gradient of the other.
-        value, surrogate = elbo._loss_and_surrogate_loss(model, guide, (x,), {})
+        value, surrogate = elbo._loss_and_surrogate_loss(vae.model, vae.guide, (x,), {})
         return surrogate - surrogate.detach() - value.detach()
 
-    return LabelEstimator("score-function", objective, lambda guide: guide, particles)
+    return LabelEstimator("score-function", objective, particles)
+
+
+class _RelaxedLabel(Messenger):
+    """Turns the site ``y`` into a Concrete (``RelaxedOneHotCategorical``) draw of the same
+    logits at ``temperature``, left out of the ELBO's log-densities (``mask`` False)."""
+
+    def __init__(self, temperature: float) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if msg["name"] == "y" and not msg["is_observed"]:
+            logits = msg["fn"].logits
+            temperature = torch.tensor(self.temperature)
+            # not validated: a cold draw rounds to exact 0s and 1s, and its density is unused
+            msg["fn"] = dist.RelaxedOneHotCategorical(
+                temperature, logits=logits, validate_args=False
+            )
+            msg["mask"] = False
+
+
+@LABEL_ESTIMATORS.register("relaxed")
+def relaxed(particles: int = 1, temperature: float = 0.5) -> LabelEstimator:
+    """y drawn from the Concrete relaxation of q(y | x) (Maddison et al. 2017; Jang et al.
+    2017) at ``temperature``, so the gradient flows through the draw; the decoder and q(z|x,y)
+    read the relaxed vector. The label's part of the ELBO, -KL(q(y|x) || p(y)), is the exact
+    categorical one. As the temperature falls the objective tends to the enumerated ELBO; at
+    test time y is discrete (``log_marginal`` sums it out, the classifier takes the argmax)."""
+    if not 0 < temperature < math.inf:
+        raise ConfigError(f"temperature must be a positive number, not {temperature}")
+    elbo = Trace_ELBO(max_plate_nesting=1, **_particles(particles))
+
+    def objective(vae: SemiSupervisedVAE, x: torch.Tensor) -> torch.Tensor:
+        def model(x: torch.Tensor) -> None:
+            with _RelaxedLabel(temperature):
+                vae.model(x)
+            with pyro.settings.context(module_local_params=True):
+                q_y = dist.Categorical(logits=vae.classifier_logits(x))
+            p_y = dist.Categorical(logits=vae.label_prior(x).logits)
+            pyro.factor("label_kl", -kl_divergence(q_y, p_y).sum())
+
+        def guide(x: torch.Tensor) -> None:
+            with _RelaxedLabel(temperature):
+                vae.guide(x)
+
+        return elbo.differentiable_loss(model, guide, x)
+
+    return LabelEstimator("relaxed", objective, particles, unbiased=False)
 
 
 @torch.no_grad()

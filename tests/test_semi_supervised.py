@@ -129,8 +129,15 @@ def test_the_exact_classifier_classifies_as_bayes_rule_does():
     assert classification_error(vae, x, y) == pytest.approx((bayes != y).double().mean().item())
 
 
-@pytest.mark.parametrize("name", sorted(LABEL_ESTIMATORS))
-def test_every_estimator_averages_to_the_closed_form_elbo(name):
+UNBIASED = sorted(name for name in LABEL_ESTIMATORS if LABEL_ESTIMATORS.build(name).unbiased)
+
+
+def test_the_relaxation_is_the_one_biased_estimator():
+    assert set(LABEL_ESTIMATORS) - set(UNBIASED) == {"relaxed"}
+
+
+@pytest.mark.parametrize("name", UNBIASED)
+def test_every_unbiased_estimator_averages_to_the_closed_form_elbo(name):
     """A q away from the posterior: the estimate of U(x) is unbiased (4 standard errors)."""
     vae = _linear_vae()
     _set_exact(vae)
@@ -169,3 +176,30 @@ def test_the_score_function_gradient_is_unbiased_for_the_enumerated_one():
     error = draws.std(0) / math.sqrt(len(draws))
     assert ((draws.mean(0) - exact).abs() < 4 * error + 1e-3).all()
     assert (draws.std(0) > 0).all()  # its variance, which enumeration does not have
+
+
+def test_the_relaxed_objective_and_gradient_tend_to_the_enumerated_ones_as_it_cools():
+    """With q(z | x, y) exact and q(y | x) away from p(y | x): the error of the Concrete
+    relaxation's ELBO and classifier gradient falls with the temperature."""
+    vae = _linear_vae()
+    _set_exact(vae)
+    with torch.no_grad():
+        vae.classifier_head.weight.mul_(0.3)
+    x, _ = _draw(6, seed=6)
+    parameters = list(vae.classifier_head.parameters())
+
+    def value_and_gradient(estimator) -> tuple[float, torch.Tensor]:
+        loss = estimator.loss(vae, x)
+        grads = torch.autograd.grad(loss, parameters)
+        return loss.item(), torch.cat([g.flatten() for g in grads])
+
+    exact_value, exact_gradient = value_and_gradient(LABEL_ESTIMATORS.build("enumerate"))
+    values, gradients = [], []
+    for temperature in (1.0, 0.3, 0.1, 0.03):
+        relaxed = LABEL_ESTIMATORS.build("relaxed", particles=8000, temperature=temperature)
+        value, gradient = value_and_gradient(relaxed)
+        values.append(abs(value - exact_value))
+        gradients.append(((gradient - exact_gradient).norm() / exact_gradient.norm()).item())
+    # measured here: 3.3, 2.7, 1.2, 0.5 nats (6 images) and 31 %, 14 %, 7 %, 3 %
+    assert values == sorted(values, reverse=True) and values[-1] < 0.3 * values[0]
+    assert gradients[-1] < 0.35 * gradients[0] and gradients[-1] < 0.1
