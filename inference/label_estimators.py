@@ -146,6 +146,20 @@ def relaxed(particles: int = 1, temperature: float = 0.5) -> LabelEstimator:
     return LabelEstimator("relaxed", objective, particles, unbiased=False)
 
 
+def classifier_loss(vae: SemiSupervisedVAE, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """−Σ log q(y | x) over labelled rows: the term Kingma et al. (2014, eq. 9) add with a
+    weight α, since the ELBO alone does not train q(y | x) on labelled images."""
+    with pyro.settings.context(module_local_params=True):
+        logits = vae.classifier_logits(x)
+    return torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
+
+
+def paper_classifier_weight(num_data: int) -> float:
+    """α = 0.1 · N, N the number of training images, as Kingma et al. (2014) set it."""
+    positive_int("num_data", num_data)
+    return 0.1 * num_data
+
+
 @torch.no_grad()
 def log_marginal(vae: SemiSupervisedVAE, x: torch.Tensor, is_samples: int = 100) -> torch.Tensor:
     """log p(x) per row: y summed out exactly, log p(x | y) importance-sampled with K =
