@@ -17,15 +17,12 @@ from pyro_vae.inference.label_estimators import (
 from pyro_vae.models.semi_supervised import MIN_SCALE, SemiSupervisedVAE
 
 SIGMA, CLASSES, LATENT, DATA = 0.5, 3, 2, 4
-SCALE_MU = 1.0
 
 
 def _mixture() -> tuple[torch.Tensor, torch.Tensor]:
     """W with orthogonal columns (so p(z | x, y) has a diagonal covariance) and the means."""
     w = torch.tensor([[1.0, 0.0], [0.0, 0.7], [0.0, 0.7], [0.0, 0.0]])
-    mu = SCALE_MU * torch.tensor(
-        [[2.0, 0.0, 0.0, 1.0], [-2.0, 1.0, 0.0, 0.0], [0.0, -1.5, 1.5, -1.0]]
-    )
+    mu = torch.tensor([[2.0, 0.0, 0.0, 1.0], [-2.0, 1.0, 0.0, 0.0], [0.0, -1.5, 1.5, -1.0]])
     return w, mu
 
 
