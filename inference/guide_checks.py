@@ -9,17 +9,37 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pyro_vae.models import GUIDES, VAE, GuideFamily
+from pyro_vae.models import GUIDES, VAE, GuideFamily, SemiSupervisedVAE
 
 from pyro_vae.core.errors import ConfigError
+
+from .label_estimators import LABEL_ESTIMATORS, LabelEstimator
 
 if TYPE_CHECKING:
     from .svi import SVIConfig
 
 
-def check_program_guide(program: Any, svi: SVIConfig) -> None:
+def check_program_guide(program: Any, svi: SVIConfig, objective: Any | None = None) -> None:
     """:func:`check_guide` for a program fitted by :func:`~pyro_vae.inference.fit`: a
-    :class:`~pyro_vae.models.VAE`, or a program holding one as ``vae``."""
+    :class:`~pyro_vae.models.VAE`, or a program holding one as ``vae``; the semi-supervised
+    VAE needs an ``objective`` that estimates its label, and no other one takes such."""
+    if isinstance(program, SemiSupervisedVAE):
+        if getattr(objective, "name", None) not in LABEL_ESTIMATORS:
+            raise ConfigError(
+                "the semi-supervised VAE needs a label estimator as its objective: "
+                + ", ".join(sorted(LABEL_ESTIMATORS))
+            )
+        if svi.jit or svi.compile or svi.gradient != "reparam":
+            raise ConfigError(
+                "the semi-supervised VAE is fitted eagerly with the reparameterised gradient "
+                "of z (no jit, compile, stl or dreg)"
+            )
+        return
+    if isinstance(objective, LabelEstimator):
+        raise ConfigError(
+            f"the {objective.name} estimator is for a discrete label, which only the "
+            "semi-supervised VAE has"
+        )
     vae = program if isinstance(program, VAE) else getattr(program, "vae", None)
     if isinstance(vae, VAE):
         check_guide(type(vae.encoder), svi, point_decoder=not vae.weight_sites)

@@ -17,8 +17,10 @@ A labelled image's ELBO L(x, y) has no discrete latent; every estimator computes
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -35,31 +37,33 @@ from pyro_vae.core.validate import positive_int
 
 @dataclass(frozen=True)
 class LabelEstimator:
-    """How the negative ELBO of unlabelled images and its gradient are estimated.
+    """An objective with Pyro's ``differentiable_loss(model, guide, *args, **kwargs)`` (what
+    :func:`~pyro_vae.inference.fit` takes as ``objective``), for the semi-supervised VAE.
 
     Args:
         name: Its name in :data:`LABEL_ESTIMATORS`.
-        objective: ``objective(vae, x)``: a tensor whose value estimates the negative ELBO
-            summed over the rows of ``x`` and whose gradient is the estimator's.
+        objective: ``objective(model, guide, args, kwargs)``: a tensor whose value estimates
+            the negative ELBO and whose gradient is the estimator's.
         particles: Draws per image.
         unbiased: Whether the estimate and its gradient are unbiased for the ELBO's.
     """
 
     name: str
-    objective: Callable[[SemiSupervisedVAE, torch.Tensor], torch.Tensor]
+    objective: Callable[[Callable, Callable, tuple, dict], torch.Tensor]
     particles: int
     unbiased: bool = True
+
+    def differentiable_loss(
+        self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
+        return self.objective(model, guide, args, kwargs)
 
     def loss(
         self, vae: SemiSupervisedVAE, x: torch.Tensor, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The negative ELBO of the rows of ``x``, summed, differentiable: ``labels`` observe
-        y (no discrete latent left, the same for every estimator); ``None`` leaves y to the
-        estimator."""
-        if labels is not None:
-            elbo = Trace_ELBO(max_plate_nesting=1, **_particles(self.particles))
-            return elbo.differentiable_loss(vae.model, vae.guide, x, labels)
-        return self.objective(vae, x)
+        """The negative ELBO of the rows of ``x`` (summed, differentiable); ``labels`` observe
+        y where they are not ``UNLABELLED``."""
+        return self.differentiable_loss(vae.model, vae.guide, x, labels)
 
 
 #: Estimator name -> ``factory(particles=1, **options)`` returning a :class:`LabelEstimator`.
@@ -76,8 +80,12 @@ def enumerate_labels(particles: int = 1) -> LabelEstimator:
     """y summed out exactly: ``TraceEnum_ELBO`` with y enumerated in parallel."""
     elbo = TraceEnum_ELBO(max_plate_nesting=1, **_particles(particles))
 
-    def objective(vae: SemiSupervisedVAE, x: torch.Tensor) -> torch.Tensor:
-        return elbo.differentiable_loss(vae.model, config_enumerate(vae.guide, "parallel"), x)
+    def objective(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> torch.Tensor:
+        with warnings.catch_warnings():  # a minibatch of labelled images has no y to sum out
+            warnings.filterwarnings("ignore", "TraceEnum_ELBO found no sample sites")
+            return elbo.differentiable_loss(
+                model, config_enumerate(guide, "parallel"), *args, **kwargs
+            )
 
     return LabelEstimator("enumerate", objective, particles)
 
@@ -88,33 +96,36 @@ def score_function(particles: int = 1) -> LabelEstimator:
     score weighted by its own cost only, as the data plate allows)."""
     elbo = TraceGraph_ELBO(max_plate_nesting=1, **_particles(particles))
 
-    def objective(vae: SemiSupervisedVAE, x: torch.Tensor) -> torch.Tensor:
+    def objective(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> torch.Tensor:
         # TraceGraph_ELBO gives the ELBO and the surrogate whose gradient is its estimator
         # (what its loss_and_grads differentiates); the result carries the value of the one
         # and the gradient of the other.
-        value, surrogate = elbo._loss_and_surrogate_loss(vae.model, vae.guide, (x,), {})
+        value, surrogate = elbo._loss_and_surrogate_loss(model, guide, args, kwargs)
         return surrogate - surrogate.detach() - value.detach()
 
     return LabelEstimator("score-function", objective, particles)
 
 
 class _RelaxedLabel(Messenger):
-    """Turns the site ``y`` into a Concrete (``RelaxedOneHotCategorical``) draw of the same
-    logits at ``temperature``, left out of the ELBO's log-densities (``mask`` False)."""
+    """Turns the latent site ``y`` into a Concrete (``RelaxedOneHotCategorical``) draw of the
+    same logits at ``temperature``, left out of the ELBO's log-densities (``mask`` False), and
+    keeps the categorical it replaced (its logits and scale) for the exact KL term."""
 
     def __init__(self, temperature: float) -> None:
         super().__init__()
         self.temperature = temperature
+        self.replaced: dict | None = None
 
     def _pyro_sample(self, msg: dict) -> None:
-        if msg["name"] == "y" and not msg["is_observed"]:
-            logits = msg["fn"].logits
-            temperature = torch.tensor(self.temperature)
-            # not validated: a cold draw rounds to exact 0s and 1s, and its density is unused
-            msg["fn"] = dist.RelaxedOneHotCategorical(
-                temperature, logits=logits, validate_args=False
-            )
-            msg["mask"] = False
+        if msg["name"] != "y" or msg["is_observed"]:
+            return
+        self.replaced = {"logits": msg["fn"].logits, "scale": msg["scale"]}
+        temperature = torch.tensor(self.temperature)
+        # not validated: a cold draw rounds to exact 0s and 1s, and its density is unused
+        msg["fn"] = dist.RelaxedOneHotCategorical(
+            temperature, logits=msg["fn"].logits, validate_args=False
+        )
+        msg["mask"] = False
 
 
 @LABEL_ESTIMATORS.register("relaxed")
@@ -128,30 +139,26 @@ def relaxed(particles: int = 1, temperature: float = 0.5) -> LabelEstimator:
         raise ConfigError(f"temperature must be a positive number, not {temperature}")
     elbo = Trace_ELBO(max_plate_nesting=1, **_particles(particles))
 
-    def objective(vae: SemiSupervisedVAE, x: torch.Tensor) -> torch.Tensor:
-        def model(x: torch.Tensor) -> None:
-            with _RelaxedLabel(temperature):
-                vae.model(x)
-            with pyro.settings.context(module_local_params=True):
-                q_y = dist.Categorical(logits=vae.classifier_logits(x))
-            p_y = dist.Categorical(logits=vae.label_prior(x).logits)
-            pyro.factor("label_kl", -kl_divergence(q_y, p_y).sum())
+    def objective(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> torch.Tensor:
+        in_guide, in_model = _RelaxedLabel(temperature), _RelaxedLabel(temperature)
 
-        def guide(x: torch.Tensor) -> None:
-            with _RelaxedLabel(temperature):
-                vae.guide(x)
+        def relaxed_guide(*args: Any, **kwargs: Any) -> None:
+            with in_guide:
+                guide(*args, **kwargs)
 
-        return elbo.differentiable_loss(model, guide, x)
+        def relaxed_model(*args: Any, **kwargs: Any) -> None:
+            with in_model:
+                model(*args, **kwargs)
+            if in_guide.replaced is None:  # only labelled images: no y was drawn
+                return
+            q_y = dist.Categorical(logits=in_guide.replaced["logits"])
+            p_y = dist.Categorical(logits=in_model.replaced["logits"])
+            scale = in_model.replaced["scale"]
+            pyro.factor("label_kl", -scale * kl_divergence(q_y, p_y).sum(-1).sum())
+
+        return elbo.differentiable_loss(relaxed_model, relaxed_guide, *args, **kwargs)
 
     return LabelEstimator("relaxed", objective, particles, unbiased=False)
-
-
-def classifier_loss(vae: SemiSupervisedVAE, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """−Σ log q(y | x) over labelled rows: the term Kingma et al. (2014, eq. 9) add with a
-    weight α, since the ELBO alone does not train q(y | x) on labelled images."""
-    with pyro.settings.context(module_local_params=True):
-        logits = vae.classifier_logits(x)
-    return torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
 
 
 def paper_classifier_weight(num_data: int) -> float:

@@ -108,6 +108,7 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
     workers: Workers | None = None,
     progress: bool = False,
+    objective: Any | None = None,
 ) -> FitResult:
     """Fit ``program.model`` / ``program.guide`` to ``x`` by minibatch SVI.
 
@@ -131,12 +132,16 @@ def fit(
             :mod:`~pyro_vae.inference.distributed`): each worker fits its shard with
             ``batch_size / world_size`` datapoints a step and gradients are averaged.
         progress: Show a tqdm progress bar with the running loss.
+        objective: An object with Pyro's ``differentiable_loss(model, guide, *args,
+            **kwargs)`` to use instead of ``config``'s objective and gradient (a member of
+            :data:`~pyro_vae.inference.LABEL_ESTIMATORS` for the semi-supervised VAE, which
+            needs one).
 
     Returns:
         The :class:`FitResult` over all epochs run, including those before a resume.
     """
     config = config or SVIConfig()
-    check_program_guide(program, config)
+    check_program_guide(program, config, objective)
     workers = workers or Workers()
     num_data = x.shape[0]
     if config.batch_size > num_data:
@@ -151,7 +156,7 @@ def fit(
     if not torch.isfinite(x).all():
         raise DataError("the training data contain NaN or infinite values")
     check_step_size(program, x, config, workers.world_size)
-    loop = _FitLoop(program, x, labels, config, binarization, seed, workers, state)
+    loop = _FitLoop(program, x, labels, config, binarization, seed, workers, state, objective)
     return loop.run(on_epoch, should_stop, progress)
 
 
@@ -168,6 +173,7 @@ class _FitLoop:
         seed: int,
         workers: Workers,
         state: dict[str, Any] | None,
+        objective: Any | None = None,
     ) -> None:
         self.program, self.x, self.labels, self.config, self.workers = (
             program,
@@ -178,7 +184,8 @@ class _FitLoop:
         )
         self.num_data = x.shape[0]
         self.batch = config.batch_size // workers.world_size
-        self.step_loss = _step_loss(config.build_objective(), program, self.num_data, config)
+        objective = config.build_objective() if objective is None else objective
+        self.step_loss = _step_loss(objective, program, self.num_data, config)
         self.binarization = binarization
         self.resample = binarization is not None and binarization.resample
         self.fixed_x = (

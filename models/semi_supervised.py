@@ -21,12 +21,13 @@ from typing import Any
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro import poutine
 from pyro.nn import PyroModule, pyro_method
 from torch import nn
 from torch.nn.functional import one_hot, softplus
 
 from pyro_vae.core.errors import ConfigError
-from pyro_vae.core.validate import positive_int
+from pyro_vae.core.validate import nonnegative_float, positive_int
 
 from .likelihoods import LIKELIHOODS
 from .networks import NETWORKS
@@ -34,6 +35,8 @@ from .vae import local_params
 
 #: Smallest scale q(z | x, y) can reach.
 MIN_SCALE = 1e-4
+#: The label of an unlabelled image.
+UNLABELLED = -1
 
 
 class SemiSupervisedVAE(PyroModule):
@@ -49,6 +52,10 @@ class SemiSupervisedVAE(PyroModule):
         network_options: The network's options (``hidden`` for ``mlp``).
         likelihood: A :data:`~pyro_vae.models.LIKELIHOODS` name.
         likelihood_options: Its options.
+        classifier_weight: α of the term α Σ log q(y | x) over labelled images that Kingma et
+            al. (2014, eq. 9) add to the ELBO, which alone does not train q(y | x) on them;
+            they set α = 0.1 N (``paper_classifier_weight`` in
+            :mod:`pyro_vae.inference.label_estimators`).
     """
 
     def __init__(
@@ -62,8 +69,10 @@ class SemiSupervisedVAE(PyroModule):
         network_options: dict[str, Any] | None = None,
         likelihood: str = "bernoulli",
         likelihood_options: dict[str, Any] | None = None,
+        classifier_weight: float = 0.0,
     ) -> None:
         positive_int("latent_dim", latent_dim)
+        nonnegative_float("classifier_weight", classifier_weight)
         positive_int("classes", classes)
         if classes < 2:
             raise ConfigError(f"the semi-supervised VAE needs at least 2 classes, not {classes}")
@@ -76,6 +85,7 @@ class SemiSupervisedVAE(PyroModule):
             recognition = NETWORKS.build(network, data_dim, image_shape, latent_dim, **options)
             labelling = NETWORKS.build(network, data_dim, image_shape, latent_dim, **options)
         self.classes, self.latent_dim = classes, latent_dim
+        self.classifier_weight = float(classifier_weight)
         self.decoder = generative.decoder
         self.encoder_body = recognition.body
         self.encoder_head = nn.Linear(recognition.width + classes, 2 * latent_dim)
@@ -111,27 +121,79 @@ class SemiSupervisedVAE(PyroModule):
         """p(y) for each row of ``x``: uniform over the classes."""
         return dist.OneHotCategorical(logits=x.new_zeros(x.shape[0], self.classes))
 
-    @local_params
-    @pyro_method
-    def model(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> None:
-        """p(y) p(z) p(x | y, z); ``labels`` observes y (one per row of ``x``)."""
-        batch = x.shape[0]
-        observed = None if labels is None else self.one_hot(labels)
-        with pyro.plate("data", batch, dim=-1):
-            y = pyro.sample("y", self.label_prior(x), obs=observed)
-            zero = x.new_zeros(batch, self.latent_dim)
-            z = pyro.sample("z", dist.Normal(zero, 1.0).to_event(1))
-            pyro.sample("x", self.likelihood(self.decode(z, y)), obs=x)
+    def _known(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Which rows of ``x`` carry a label (``labels`` is :data:`UNLABELLED` elsewhere)."""
+        if labels is None:
+            return torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        if labels.shape != (len(x),):
+            raise ConfigError(f"labels of shape {tuple(labels.shape)} for {len(x)} datapoints")
+        if ((labels < UNLABELLED) | (labels >= self.classes)).any():
+            raise ConfigError(
+                f"labels must be 0 to {self.classes - 1}, or {UNLABELLED} for an unlabelled image"
+            )
+        return labels != UNLABELLED
 
     @local_params
     @pyro_method
-    def guide(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> None:
-        """q(y | x) (unless ``labels`` are given) and q(z | x, y). How y is handled (summed
-        out, or drawn and scored) is the estimator's choice: see
+    def model(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        num_data: int | None = None,
+        indices: torch.Tensor | None = None,
+        beta: float = 1.0,
+    ) -> None:
+        """p(y) p(z) p(x | y, z) for every row of ``x``: ``labels`` observe y where they are
+        not :data:`UNLABELLED`, and add the classifier term ``classifier_weight ·
+        log q(y | x)`` there. A minibatch of a data set of ``num_data`` rows is scaled up to
+        it; ``beta`` weights the z terms."""
+        known = self._known(x, labels)
+        with poutine.scale(scale=1.0 if num_data is None else num_data / len(x)):
+            if known.any():
+                rows, observed = x[known], labels[known]
+                with pyro.plate("labelled", len(rows), dim=-1):
+                    self._generate(rows, self.one_hot(observed), "_labelled", beta)
+                    if self.classifier_weight:
+                        q_y = dist.Categorical(logits=self.classifier_logits(rows))
+                        pyro.factor("classifier", self.classifier_weight * q_y.log_prob(observed))
+            if not known.all():
+                with pyro.plate("unlabelled", int((~known).sum()), dim=-1):
+                    self._generate(x[~known], None, "", beta)
+
+    def _generate(self, x: torch.Tensor, y: torch.Tensor | None, suffix: str, beta: float) -> None:
+        """y, z and x of the rows ``x``, in the caller's plate; ``y`` observes the label."""
+        y = pyro.sample(f"y{suffix}", self.label_prior(x), obs=y)
+        zero = x.new_zeros(len(x), self.latent_dim)
+        with poutine.scale(scale=beta):
+            z = pyro.sample(f"z{suffix}", dist.Normal(zero, 1.0).to_event(1))
+        pyro.sample(f"x{suffix}", self.likelihood(self.decode(z, y)), obs=x)
+
+    @local_params
+    @pyro_method
+    def guide(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        num_data: int | None = None,
+        indices: torch.Tensor | None = None,
+        beta: float = 1.0,
+    ) -> None:
+        """q(z | x, y) for the labelled rows; q(y | x), then q(z | x, y), for the others. How
+        that y is handled (summed out, or drawn and scored) is the estimator's choice: see
         :data:`pyro_vae.inference.LABEL_ESTIMATORS`."""
-        with pyro.plate("data", x.shape[0], dim=-1):
-            if labels is None:
-                y = pyro.sample("y", dist.OneHotCategorical(logits=self.classifier_logits(x)))
-            else:
-                y = self.one_hot(labels)
-            pyro.sample("z", self.latent_posterior(x, y))
+        known = self._known(x, labels)
+        with poutine.scale(scale=1.0 if num_data is None else num_data / len(x)):
+            if known.any():
+                with pyro.plate("labelled", int(known.sum()), dim=-1):
+                    q = self.latent_posterior(x[known], self.one_hot(labels[known]))
+                    with poutine.scale(scale=beta):
+                        pyro.sample("z_labelled", q)
+            if not known.all():
+                rows = x[~known]
+                with pyro.plate("unlabelled", len(rows), dim=-1):
+                    q_y = dist.OneHotCategorical(logits=self.classifier_logits(rows))
+                    y = pyro.sample("y", q_y)
+                    with poutine.scale(scale=beta):
+                        pyro.sample("z", self.latent_posterior(rows, y))

@@ -7,14 +7,17 @@ import math
 import pytest
 import torch
 from pyro.distributions import MultivariateNormal
+from pyro_vae.inference import OBJECTIVES, SVIConfig, fit
 from pyro_vae.inference.label_estimators import (
     LABEL_ESTIMATORS,
     classification_error,
-    classifier_loss,
     log_marginal,
     paper_classifier_weight,
 )
-from pyro_vae.models.semi_supervised import MIN_SCALE, SemiSupervisedVAE
+from pyro_vae.models import NETWORKS, build_vae
+from pyro_vae.models.semi_supervised import MIN_SCALE, UNLABELLED, SemiSupervisedVAE
+
+from pyro_vae.core.errors import ConfigError
 
 SIGMA, CLASSES, LATENT, DATA = 0.5, 3, 2, 4
 
@@ -26,7 +29,7 @@ def _mixture() -> tuple[torch.Tensor, torch.Tensor]:
     return w, mu
 
 
-def _linear_vae() -> SemiSupervisedVAE:
+def _linear_vae(classifier_weight: float = 0.0) -> SemiSupervisedVAE:
     return SemiSupervisedVAE(
         DATA,
         CLASSES,
@@ -34,6 +37,7 @@ def _linear_vae() -> SemiSupervisedVAE:
         network_options={"hidden": ()},
         likelihood="normal",
         likelihood_options={"scale": "fixed", "init_scale": SIGMA},
+        classifier_weight=classifier_weight,
     )
 
 
@@ -207,28 +211,72 @@ def test_the_relaxed_objective_and_gradient_tend_to_the_enumerated_ones_as_it_co
     assert gradients[-1] < 0.35 * gradients[0] and gradients[-1] < 0.1
 
 
-@pytest.mark.slow
-def test_a_fit_by_enumeration_with_nine_labels_classifies_nearly_as_bayes_rule_does():
-    """3 labelled images per class and 300 unlabelled ones, the paper's alpha, 1000 Adam steps
-    (measured here: 2 % test error against Bayes' 1 %, 0.05 nats from the true log p(x))."""
+def test_a_mixed_minibatch_is_its_labelled_part_plus_its_unlabelled_part():
     vae = _linear_vae()
-    x, y = _draw(900, seed=5)
-    labelled = torch.cat([torch.nonzero(y == c)[:3, 0] for c in range(CLASSES)])
-    unlabelled = torch.arange(300, 600)
-    alpha = paper_classifier_weight(len(labelled) + len(unlabelled))
+    _set_exact(vae)  # every bound tight: the values are exact, whatever is drawn
+    x, y = _draw(20, seed=7)
+    mixed = torch.where(torch.arange(20) % 3 == 0, y, UNLABELLED)
+    known = mixed != UNLABELLED
     estimator = LABEL_ESTIMATORS.build("enumerate")
-    optimizer = torch.optim.Adam(vae.parameters(), lr=0.02)
-    for _ in range(1000):
-        optimizer.zero_grad()
-        loss = estimator.loss(vae, x[unlabelled]) + estimator.loss(vae, x[labelled], y[labelled])
-        loss = loss + alpha * classifier_loss(vae, x[labelled], y[labelled])
-        loss.backward()
-        optimizer.step()
+    apart = estimator.loss(vae, x[known], y[known]) + estimator.loss(vae, x[~known])
+    assert estimator.loss(vae, x, mixed).item() == pytest.approx(apart.item(), abs=1e-3)
+    scaled = estimator.differentiable_loss(vae.model, vae.guide, x, mixed, num_data=200)
+    assert scaled.item() == pytest.approx(10 * apart.item(), rel=1e-5)  # a minibatch of 200
+
+
+def test_fit_refuses_the_wrong_objective_for_either_model():
+    x, _ = _draw(20)
+    with pytest.raises(ConfigError, match="needs a label estimator"):
+        fit(_linear_vae(), x, config=SVIConfig(batch_size=10, epochs=1))
+    plain = build_vae(data_dim=DATA, latent_dim=LATENT, hidden=(), likelihood="normal")
+    with pytest.raises(ConfigError, match="only the semi-supervised VAE has"):
+        fit(
+            plain, x, config=SVIConfig(batch_size=10), objective=LABEL_ESTIMATORS.build("enumerate")
+        )
+    assert not set(LABEL_ESTIMATORS) & set(OBJECTIVES)  # one name, one meaning
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(LABEL_ESTIMATORS))
+def test_every_estimator_fits_through_the_svi_loop_with_nine_labels(name):
+    """3 labelled images per class among 600, the paper's alpha, 1020 minibatches of 100
+    through :func:`fit` (measured here: 2.0, 2.3 and 2.0 % test error for enumerate,
+    score-function and relaxed, against Bayes' 1.0 %; 0.03-0.04 nats from the true
+    log p(x))."""
+    x, y = _draw(900, seed=5)
+    train_x, train_y = x[:600], torch.full((600,), UNLABELLED)
+    for c in range(CLASSES):
+        first = torch.nonzero(y[:600] == c)[:3, 0]
+        train_y[first] = y[first]
+    vae = _linear_vae(classifier_weight=paper_classifier_weight(600))
+    config = SVIConfig(batch_size=100, epochs=170, lr=0.02)
+    result = fit(vae, train_x, train_y, config=config, objective=LABEL_ESTIMATORS.build(name))
+    assert len(result.losses) == 170 and result.losses[-1] < result.losses[0]
     test_x, test_y = x[600:], y[600:]
+    error = classification_error(vae, test_x, test_y)
+    gap = _exact_log_marginal(test_x).mean() - log_marginal(vae, test_x, 200).mean()
+    assert error < _bayes_error(test_x, test_y) + 0.04
+    assert -0.1 < gap < 0.15
+
+
+def _bayes_error(x: torch.Tensor, y: torch.Tensor) -> float:
     w, mu = _mixture()
     cov = w @ w.T + SIGMA**2 * torch.eye(DATA)
-    bayes = torch.stack([MultivariateNormal(m, cov).log_prob(test_x) for m in mu]).argmax(0)
-    bayes_error = (bayes != test_y).double().mean().item()
-    assert classification_error(vae, test_x, test_y) < bayes_error + 0.04
-    gap = _exact_log_marginal(test_x).mean() - log_marginal(vae, test_x, 200).mean()
-    assert -0.1 < gap < 0.15
+    bayes = torch.stack([MultivariateNormal(m, cov).log_prob(x) for m in mu]).argmax(0)
+    return (bayes != y).double().mean().item()
+
+
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+@pytest.mark.parametrize("name", sorted(LABEL_ESTIMATORS))
+def test_every_network_and_estimator_gives_a_loss_and_gradients_on_images(network, name):
+    options = {"hidden": [16]} if network == "mlp" else {"channels": [4, 8], "width": 16}
+    vae = SemiSupervisedVAE(
+        784, 10, 3, image_shape=(28, 28), network=network, network_options=options
+    )
+    x = torch.rand(6, 784).bernoulli()
+    labels = torch.tensor([3, UNLABELLED, 7, UNLABELLED, UNLABELLED, 0])
+    loss = LABEL_ESTIMATORS.build(name, particles=2).loss(vae, x, labels)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in vae.classifier_head.parameters())
+    assert log_marginal(vae, x, is_samples=4).shape == (6,)
