@@ -65,6 +65,15 @@ def _add_config_options(
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
+        elif default is None and f.metadata.get("type") in (int, float):  # a number or unset
+            kind = f.metadata["type"]
+            parser.add_argument(
+                flag,
+                type=_typed(flag, kind),
+                default=None,
+                metavar=f.metadata.get("metavar", kind.__name__.upper()),
+                help=help_text,
+            )
         elif default is None or isinstance(default, str):
             metavar = f.metadata.get("metavar", "NAME" if default else "PATH")
             aliases = f.metadata.get("aliases", ())

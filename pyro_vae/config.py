@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from pyro_vae.inference import OBJECTIVES, SVIConfig
+from pyro_vae.inference import LABEL_ESTIMATORS, OBJECTIVES, SVIConfig
 from pyro_vae.inference.guide_checks import check_guide
 from pyro_vae.models import GUIDES, LAYERS, LIKELIHOODS, NETWORKS, PRIORS, WEIGHT_PRIORS, ModelSpec
 from pyro_vae.models.weight_priors import check_point_estimate
@@ -148,6 +148,27 @@ class TrainConfig:
     seed: int = option(0, "random seed (initialisation, data order, binarization)")
     device: str = option("cpu", "cpu or cuda[:N]")
     is_samples: int = option(1000, "K, importance samples per test image for log p(x)")
+    labels: int | None = option(
+        None,
+        "fit the semi-supervised VAE (M2, Kingma et al. 2014) with this many labelled training "
+        "images, balanced over the classes and chosen by the seed (0: unsupervised, a mixture "
+        "VAE whose clusters are scored against the labels)",
+        metavar="N",
+        type=int,
+    )
+    label_estimator: str = option(
+        "enumerate",
+        "with --labels, how an unlabelled image's y is estimated: "
+        + ", ".join(sorted(LABEL_ESTIMATORS))
+        + " (exact sum, score function, Concrete relaxation)",
+    )
+    classifier_weight: float | None = option(
+        None,
+        "with --labels, alpha of the classifier term alpha * log q(y|x) on labelled images "
+        "(default 0.1 N, the paper's)",
+        metavar="ALPHA",
+        type=float,
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.hidden, int):
@@ -197,6 +218,29 @@ class TrainConfig:
         nonnegative_int("seed", self.seed)
         check_device(self.device)
         check_guide(self.guide, self.svi_config(), point_decoder=self.plain_decoder)
+        if self.labels is not None:
+            self._check_semi_supervised()
+
+    def _check_semi_supervised(self) -> None:
+        """Refuse the settings the semi-supervised VAE does not have, naming them."""
+        nonnegative_int("labels", self.labels)
+        LABEL_ESTIMATORS[self.label_estimator]
+        if self.classifier_weight is not None:
+            nonnegative_float("classifier_weight", self.classifier_weight)
+        fixed = {"prior": "standard-normal", "guide": "diagonal", "weight_prior": "flat"}
+        fixed |= {"objective": "elbo", "gradient": "reparam"}
+        for name, value in fixed.items():
+            if getattr(self, name) != value:
+                hint = " (--label-estimator chooses how y is estimated)"
+                raise ConfigError(
+                    f"--labels fits the semi-supervised VAE, whose {name} is {value}; "
+                    f"--{name.replace('_', '-')} {getattr(self, name)} does not apply"
+                    + (hint if name in ("objective", "gradient") else "")
+                )
+        if self.jit or self.compile:
+            raise ConfigError(
+                "--labels fits the semi-supervised VAE eagerly: no --jit or --compile"
+            )
 
     @property
     def plain_decoder(self) -> bool:

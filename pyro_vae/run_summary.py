@@ -13,7 +13,8 @@ PICTURE_TITLES = {
     "loss.png": "Training loss (negative ELBO) per epoch, and the test ELBO",
     "latent.png": "The test images' posterior means in latent space, coloured by label",
     "reconstructions.png": "Test images (odd rows) and their reconstructions (even rows)",
-    "samples.png": "Images drawn from the model: z ~ p(z), then the decoder's mean",
+    "samples.png": "Images drawn from the model: z ~ p(z) (and, with labels, one row per "
+    "class y), then the decoder's mean",
 }
 
 
@@ -26,21 +27,23 @@ def _fmt(value: Any) -> str:
 
 
 def _scores(metrics: dict[str, Any]) -> list[str]:
-    test = metrics["test"]
-    lines = [
-        "## Scores",
-        "",
-        "| quantity | value |",
-        "|---|---:|",
-        f"| ELBO on the test images | {_fmt(test['elbo'])} |",
-        f"| log p(x) on the test images (K = {test['is_samples']}) | "
-        f"{_fmt(test['log_likelihood'])} |",
-        f"| recon. term of the test ELBO | {_fmt(test['reconstruction'])} |",
-        f"| KL term of the test ELBO | {_fmt(test['kl'])} |",
-        f"| ELBO on the training images | {_fmt(metrics['train']['elbo'])} |",
+    test, train = metrics["test"], metrics["train"]
+    rows = {  # what a run has of these (the semi-supervised VAE: no recon./KL split)
+        "ELBO on the test images": test.get("elbo"),
+        f"log p(x) on the test images (K = {test['is_samples']})": test.get("log_likelihood"),
+        "recon. term of the test ELBO": test.get("reconstruction"),
+        "KL term of the test ELBO": test.get("kl"),
+        "ELBO on the training images": train.get("elbo"),
+        "bits per dimension": test.get("bits_per_dim"),
+        "test error of q(y | x)": test.get("classification_error"),
+        "test error of the clusters, best matched to the classes": test.get("cluster_error"),
+    }
+    lines = ["## Scores", "", "| quantity | value |", "|---|---:|"]
+    lines += [  # a bar inside a cell is escaped: it would end the cell
+        f"| {name.replace('|', chr(92) + '|')} | {_fmt(value)} |"
+        for name, value in rows.items()
+        if value is not None
     ]
-    if "bits_per_dim" in test:
-        lines.append(f"| bits per dimension | {_fmt(test['bits_per_dim'])} |")
     seconds = metrics["wall_time_s"]
     return lines + [
         "",
@@ -48,6 +51,21 @@ def _scores(metrics: dict[str, Any]) -> list[str]:
         f"{seconds['train']:.1f} s on {metrics['device']}, then {seconds['evaluation']:.1f} s "
         "of evaluation.",
     ]
+
+
+def _model_line(config: dict[str, Any], metrics: dict[str, Any]) -> str:
+    if "label_estimator" in metrics:  # the semi-supervised VAE
+        return (
+            f"{metrics['model']} with {config['labels']} labelled training images: "
+            f"{config['network']} network, z = {config['latent_dim']}, {config['likelihood']} "
+            f"likelihood; y estimated by {metrics['label_estimator']}, classifier weight "
+            f"{metrics['classifier_weight']:g}."
+        )
+    return (
+        f"{config['network']} network, z = {config['latent_dim']}, {config['prior']} prior, "
+        f"{config['likelihood']} likelihood; {config['guide']} guide fitted by "
+        f"{config['objective']}."
+    )
 
 
 def summary_markdown(folder: str | Path, config: dict[str, Any], metrics: dict[str, Any]) -> str:
@@ -58,9 +76,7 @@ def summary_markdown(folder: str | Path, config: dict[str, Any], metrics: dict[s
         "",
         f"Data: {metrics['dataset']} ({metrics['binarization']['mode']} binarization), "
         f"{data['num_train']} training and {data['num_test']} test images. Model: "
-        f"{config['network']} network, z = {config['latent_dim']}, {config['prior']} prior, "
-        f"{config['likelihood']} likelihood; {config['guide']} guide fitted by "
-        f"{config['objective']}.",
+        + _model_line(config, metrics),
         "",
         *_scores(metrics),
         "",

@@ -88,6 +88,12 @@ def load_run(
         check_device(device)  # a device that is not here is the device's fault, not the run's
     path = latest_checkpoint(folder)
     checkpoint = load_checkpoint(path)
+    if "model" in checkpoint and isinstance(checkpoint.get("config"), dict):
+        if checkpoint["config"].get("labels") is not None:
+            raise CheckpointError(
+                f"{folder} is a semi-supervised run (train --labels): diagnose and compare do "
+                "not read it yet; its metrics.json and summary.html hold its scores"
+            )
     saved, state = run_parts(checkpoint, path)
     overrides = {"device": device or _device_here(saved, folder)}
     if data_dir is not None:

@@ -49,6 +49,7 @@ from .run_folder import (
 )
 from .run_summary import write_summary
 from .runs import build_program, check_same_data, readable_config, recorded_data
+from .semi_supervised_run import train_semi_supervised
 from .signals import stop_on_signals
 from .tensorboard_log import TrainingBoard, check_available
 
@@ -114,6 +115,12 @@ def train(
             :mod:`pyro_vae.tensorboard_log`).
     """
     out = Path(out_dir)
+    if config.labels is not None:
+        if resume or tensorboard:
+            raise ConfigError(
+                "a semi-supervised run (--labels) cannot yet be resumed or logged to TensorBoard"
+            )
+        return train_semi_supervised(config, out, progress=progress)
     if tensorboard:
         check_available()
     device, workers = _device_and_workers(config)
