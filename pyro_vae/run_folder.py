@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import torch
 
@@ -52,6 +52,18 @@ class RunData:
     @property
     def num_classes(self) -> int | None:
         return self.data.num_classes
+
+    def record(self) -> dict[str, Any]:
+        """What ``metrics.json`` says of the data: the source, its fingerprint, the split and
+        the image shape."""
+        shape = self.data.image_shape
+        return {
+            **self.data.info,
+            "content_sha256": self.data.content_sha256(),
+            "num_train": len(self.train_x),
+            "num_test": len(self.test_x),
+            "image_shape": None if shape is None else list(shape),
+        }
 
 
 def run_data(

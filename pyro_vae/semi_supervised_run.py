@@ -181,12 +181,7 @@ def train_semi_supervised(
         metrics = {
             "units": "nats per datapoint",
             "dataset": config.dataset,
-            "data": {
-                **run.data.info,
-                "content_sha256": run.data.content_sha256(),
-                "num_train": len(run.train_x),
-                "num_test": len(run.test_x),
-            },
+            "data": run.record(),
             "binarization": {"mode": config.binarization},
             "model": "semi-supervised VAE (M2)",
             "labels": {"count": config.labels, "file": "labelled.json"},

@@ -341,13 +341,7 @@ def _metrics(
     return {
         "units": "nats per datapoint",
         "dataset": config.dataset,
-        "data": {
-            **run.data.info,
-            "content_sha256": run.data.content_sha256(),
-            "num_train": len(run.train_x),
-            "num_test": len(run.test_x),
-            "image_shape": None if run.data.image_shape is None else list(run.data.image_shape),
-        },
+        "data": run.record(),
         "binarization": {
             "mode": config.binarization,
             "test_seed": TEST_BINARIZATION_SEED if run.binarization.resample else None,
