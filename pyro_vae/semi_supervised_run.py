@@ -38,8 +38,8 @@ from .run_folder import RunData, check_out_dir, claimed_out_dir, run_data, versi
 from .run_summary import write_summary
 from .signals import stop_on_signals
 
-#: Test images scored at a time (log p(x) holds K x classes draws of each).
-EVALUATION_CHUNK = 100
+#: Numbers the evaluation holds at once: log p(x) decodes K x classes draws of each test image.
+EVALUATION_NUMBERS = 2**25
 
 
 def labelled_rows(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
@@ -79,7 +79,8 @@ def _evaluate(config: TrainConfig, vae: SemiSupervisedVAE, run: RunData) -> dict
     start = time.perf_counter()
     estimator = LABEL_ESTIMATORS.build("enumerate")
     elbo, log_px = 0.0, []
-    for rows in torch.arange(len(run.test_x)).split(EVALUATION_CHUNK):
+    per_image = config.is_samples * vae.classes * run.test_x.shape[1]
+    for rows in torch.arange(len(run.test_x)).split(max(1, EVALUATION_NUMBERS // per_image)):
         x = run.test_x[rows]
         elbo -= estimator.loss(vae, x).item()  # differentiable (Pyro's rule), not kept
         log_px.append(log_marginal(vae, x, config.is_samples))
