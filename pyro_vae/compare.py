@@ -85,6 +85,11 @@ class CompareConfig:
     num_test: int | None = None
 
     def __post_init__(self) -> None:
+        if self.base.labels is not None:
+            raise ConfigError(
+                "compare does not take --labels yet; fit the semi-supervised VAE with train "
+                "--labels"
+            )
         self.methods, self.guides, self.priors, self.seeds = (
             tuple(self.methods),
             tuple(self.guides),

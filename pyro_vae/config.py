@@ -220,6 +220,8 @@ class TrainConfig:
         check_guide(self.guide, self.svi_config(), point_decoder=self.plain_decoder)
         if self.labels is not None:
             self._check_semi_supervised()
+        elif self.label_estimator != _default("label_estimator") or self.classifier_weight:
+            raise ConfigError("--label-estimator and --classifier-weight apply with --labels only")
 
     def _check_semi_supervised(self) -> None:
         """Refuse the settings the semi-supervised VAE does not have, naming them."""

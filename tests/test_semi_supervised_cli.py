@@ -87,6 +87,8 @@ def test_the_cluster_error_is_that_of_the_best_of_all_matchings():
         (["--labels", "10", "--label-estimator", "gumbel"], "unknown label estimator 'gumbel'"),
         (["--labels", "10", "--classifier-weight", "-1"], "classifier_weight"),
         (["--labels", "10", "--dataset", "ppca"], "needs a labelled data set"),
+        (["--label-estimator", "relaxed"], "apply with --labels only"),
+        (["--classifier-weight", "3"], "apply with --labels only"),
     ],
 )
 def test_bad_labels_are_refused_in_one_line_with_nothing_written(capsys, tmp_path, args, message):
@@ -97,6 +99,13 @@ def test_bad_labels_are_refused_in_one_line_with_nothing_written(capsys, tmp_pat
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and message in err, err
     assert not out.exists()
+
+
+def test_compare_refuses_labels_it_would_ignore(capsys, tmp_path):
+    code = main(["compare", "--methods", "vae", "--labels", "10", "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2 and "compare does not take --labels yet" in err, err
+    assert not (tmp_path / "c").exists()
 
 
 def test_diagnose_and_resume_refuse_a_semi_supervised_run(runs, capsys):
