@@ -161,9 +161,13 @@ def _report(err: BaseException, args: argparse.Namespace | None) -> int:
 
     if isinstance(err, TrainingInterrupted):
         name = signal.Signals(err.signal_number).name if err.signal_number else "request"
+        kept = (
+            f"state saved in {err.checkpoint} (continue with --resume)"
+            if err.checkpoint
+            else "no state was kept (this kind of run cannot be resumed yet): start it again"
+        )
         print(
-            f"pyro-vae: stopped by {name} in epoch {err.epoch} after step {err.step}; "
-            f"state saved in {err.checkpoint or 'the checkpoint'} (continue with --resume)",
+            f"pyro-vae: stopped by {name} in epoch {err.epoch} after step {err.step}; {kept}",
             file=sys.stderr,
         )
         return 128 + (err.signal_number or signal.SIGINT)

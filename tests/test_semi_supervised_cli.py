@@ -9,6 +9,7 @@ import torch
 from common import TINY
 
 from pyro_vae.cli import main
+from pyro_vae.core.errors import TrainingInterrupted
 from pyro_vae.semi_supervised_run import _cluster_error, labelled_rows
 
 RUN_FILES = {
@@ -114,3 +115,16 @@ def test_diagnose_and_resume_refuse_a_semi_supervised_run(runs, capsys):
     assert main(["train", "--resume", "--out", str(runs / "m2"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_an_interrupted_semi_supervised_run_says_nothing_was_kept(tmp_path, capsys, monkeypatch):
+    from pyro_vae import semi_supervised_run
+
+    def interrupted_fit(*args, should_stop, **kwargs):
+        raise TrainingInterrupted(1, 3, signal_number=2)
+
+    monkeypatch.setattr(semi_supervised_run, "fit", interrupted_fit)
+    code = main(["train", *TINY, "--labels", "10", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 130 and "no state was kept" in err and "--resume" not in err, err
+    assert not (tmp_path / "run").exists()  # the partial folder is removed
